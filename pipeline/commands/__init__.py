@@ -1,0 +1,1 @@
+"""Sub-commands of the ``spos`` CLI, one module each."""

@@ -1,0 +1,104 @@
+"""Static building blocks: plain ``nn.Module``s built from a `BlockLayout`.
+
+These are what latency measurement, export and retraining see. The
+supernet's slicing blocks (`spos.dynamic`) have the same structure, so a
+chosen path is turned into a static block by copying sliced weights.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from spos.ops import BlockLayout, ConvSpec
+
+_ACTIVATIONS: dict[str | None, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    None: nn.Identity,
+}
+
+
+class ConvBNAct(nn.Module):
+    """Conv (no bias) -> BatchNorm -> optional activation."""
+
+    def __init__(
+        self,
+        spec: ConvSpec,
+        bn_affine: bool = True,
+        conv_cls: type[nn.Conv2d] = nn.Conv2d,
+        bn_cls: type[nn.BatchNorm2d] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.conv = conv_cls(
+            spec.c_in, spec.c_out, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups, bias=False
+        )
+        self.bn = bn_cls(spec.c_out, affine=bn_affine)
+        self.act = _ACTIVATIONS[spec.act]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def split_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ShuffleNetV2's channel shuffle + split: (even channels, odd channels).
+
+    Same channel order as the authors' reference code; written with
+    reshape + index so that it exports to ONNX as Reshape + Gather.
+    """
+    b, c, h, w = x.shape
+    x = x.reshape(b, c // 2, 2, h, w)
+    return x[:, :, 0], x[:, :, 1]
+
+
+def combine_branches(
+    combine: str,
+    x: torch.Tensor,
+    main: Callable[[torch.Tensor], torch.Tensor],
+    proj: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    if combine == "shuffle":
+        passthrough, x = split_shuffle(x)
+        return torch.cat((passthrough, main(x)), 1)
+    if combine == "concat":
+        return torch.cat((proj(x), main(x)), 1)
+    if combine == "residual":
+        return x + main(x)
+    if combine == "plain":
+        return main(x)
+    if combine == "identity":
+        return x
+    raise AssertionError(f"unhandled combine mode {combine!r}")
+
+
+class Block(nn.Module):
+    """A static block: exactly the layers of its layout."""
+
+    def __init__(self, layout: BlockLayout, bn_affine: bool = True) -> None:
+        super().__init__()
+        self.layout = layout
+        self.main = nn.Sequential(*(ConvBNAct(s, bn_affine) for s in layout.main))
+        self.proj = nn.Sequential(*(ConvBNAct(s, bn_affine) for s in layout.proj))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return combine_branches(self.layout.combine, x, self.main, self.proj)
+
+
+class Head(nn.Module):
+    """1x1 conv -> global average pool -> dropout -> linear classifier."""
+
+    def __init__(
+        self, c_in: int, channels: int, num_classes: int, act: str, dropout: float, bias: bool, bn_affine: bool = True
+    ) -> None:
+        super().__init__()
+        self.conv = ConvBNAct(ConvSpec(c_in, channels, 1, act=act), bn_affine)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(channels, num_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.conv(x)).flatten(1)
+        return self.classifier(self.dropout(x))

@@ -1,0 +1,101 @@
+"""The single-path supernet: every choice block holds all its candidates.
+
+``forward(x, arch)`` runs exactly one path; candidates keep their largest
+mid-channel weights and a path's channel choice slices them.
+``subnet(arch)`` returns the equivalent plain `StaticNet`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spos.arch import Arch
+from spos.blocks import Block
+from spos.dynamic import DynamicBlock
+from spos.network import StaticNet, build_head, build_stem
+from spos.ops import BlockLayout
+from spos.signature import block_signature, fixed_signatures
+from spos.space import SearchSpace
+
+
+class Supernet(nn.Module):
+    def __init__(self, space: SearchSpace, bn_affine: bool = False) -> None:
+        """``bn_affine=False`` follows the authors' code: no BN scale/shift is
+        shared between paths, only normalization."""
+        super().__init__()
+        self.space = space
+        self.bn_affine = bn_affine
+        self.stem = build_stem(space, bn_affine)
+        self.fixed = nn.Sequential(*(Block(sig.layout, bn_affine) for sig in fixed_signatures(space)))
+        self.choices = nn.ModuleList()
+        # _layouts[i][op][channel]: the layout of every path through block i, precomputed
+        # so that forward() does no shape arithmetic.
+        self._layouts: list[dict[int, dict[int | None, BlockLayout]]] = []
+        for block in space.blocks:
+            candidates = nn.ModuleDict()
+            layouts: dict[int, dict[int | None, BlockLayout]] = {}
+            for o in block.candidates:
+                name = space.ops[o]
+                widest = block_signature(space, block, name, space.max_channel).layout
+                candidates[name] = DynamicBlock(widest, bn_affine)
+                layouts[o] = {c: block_signature(space, block, name, c).layout for c in space.channel_choices}
+            self.choices.append(candidates)
+            self._layouts.append(layouts)
+        self.head = build_head(space, bn_affine)
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:  # type: ignore[override]
+        """Run the single path ``arch`` (assumed validated: see `Arch.validated`)."""
+        x = self.fixed(self.stem(x))
+        channels = arch.channels or (None,) * len(arch.ops)
+        for i, (o, c) in enumerate(zip(arch.ops, channels)):
+            x = self.choices[i][self.space.ops[o]](x, self._layouts[i][o][c])
+        return self.head(x)
+
+    def path_parameters(self, arch: Arch) -> list[nn.Parameter]:
+        """Parameters that a forward pass of ``arch`` touches (stem, fixed, chosen candidates, head)."""
+        modules = [self.stem, self.fixed, self.head]
+        modules += [self.choices[i][self.space.ops[o]] for i, o in enumerate(arch.ops)]
+        return [p for m in modules for p in m.parameters()]
+
+    @torch.no_grad()
+    def subnet(self, arch: Arch) -> StaticNet:
+        """A plain network for ``arch`` with this supernet's weights copied and sliced."""
+        arch = arch.validated(self.space)
+        net = StaticNet(self.space, arch, bn_affine=True)
+        copy_sliced(self.stem, net.stem)
+        copy_sliced(self.fixed, net.fixed)
+        copy_sliced(self.head, net.head)
+        for i, o in enumerate(arch.ops):
+            copy_sliced(self.choices[i][self.space.ops[o]], net.blocks[i])
+        return net.train(self.training)
+
+
+def copy_sliced(src: nn.Module, dst: nn.Module) -> None:
+    """Copy weights from ``src`` into the same-structured, possibly narrower ``dst``.
+
+    Convs copy ``weight[:out, :in]``, BatchNorms the first channels of their
+    statistics; a non-affine source BN becomes scale 1 / shift 0.
+    """
+    src_layers = [m for m in src.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+    dst_layers = [m for m in dst.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+    assert len(src_layers) == len(dst_layers), "supernet and static block differ in structure"
+    for s, d in zip(src_layers, dst_layers):
+        assert type(d) in (nn.Conv2d, nn.BatchNorm2d, nn.Linear) and isinstance(s, type(d))
+        if isinstance(d, nn.Conv2d):
+            d.weight.copy_(s.weight[: d.weight.shape[0], : d.weight.shape[1]])
+        elif isinstance(d, nn.BatchNorm2d):
+            c = d.num_features
+            d.running_mean.copy_(s.running_mean[:c])
+            d.running_var.copy_(s.running_var[:c])
+            d.num_batches_tracked.copy_(s.num_batches_tracked)
+            if s.affine:
+                d.weight.copy_(s.weight[:c])
+                d.bias.copy_(s.bias[:c])
+            else:
+                nn.init.ones_(d.weight)
+                nn.init.zeros_(d.bias)
+        else:
+            d.weight.copy_(s.weight)
+            if d.bias is not None:
+                d.bias.copy_(s.bias)

@@ -1,0 +1,53 @@
+"""Shared fixtures: the shipped spaces, small and seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spos.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES_DIR = ROOT / "configs" / "spaces"
+SPACE_FILES = sorted(SPACES_DIR.glob("*.yaml"))
+CIFAR_SMALL = ROOT.parent / "shared" / "data" / "cifar10-small"
+
+
+@pytest.fixture(params=[p.stem for p in SPACE_FILES])
+def any_space(request) -> SearchSpace:
+    return SearchSpace.from_yaml(SPACES_DIR / f"{request.param}.yaml")
+
+
+@pytest.fixture
+def cifar_space() -> SearchSpace:
+    return SearchSpace.from_yaml(SPACES_DIR / "shufflenetv2-cifar.yaml")
+
+
+@pytest.fixture
+def proxyless_cifar_space() -> SearchSpace:
+    return SearchSpace.from_yaml(SPACES_DIR / "proxyless-cifar.yaml")
+
+
+def tiny_space_dict(**overrides) -> dict:
+    """A few-channel ShuffleNetV2-style space: fast enough for training tests."""
+    data = {
+        "name": "tiny",
+        "input_size": 16,
+        "in_channels": 3,
+        "num_classes": 10,
+        "activation": "relu",
+        "stem": {"channels": 8, "kernel": 3, "stride": 1},
+        "stages": [{"channels": 16, "repeats": 2, "stride": 2}, {"channels": 32, "repeats": 2, "stride": 2}],
+        "ops": ["choice_3", "choice_5", "choice_7", "choice_x"],
+        "channel_multipliers": [0.5, 1.0, 1.5],
+        "default_multiplier": 1.0,
+        "head": {"channels": 64, "dropout": 0.0, "bias": False},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def tiny_space() -> SearchSpace:
+    return SearchSpace.from_dict(tiny_space_dict(), "tiny")

@@ -1,0 +1,122 @@
+"""The supernet runs one path; its static subnet computes the same function with the
+same FLOPs and params as the cost model says."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from spos.arch import Arch
+from spos.cost import CostModel
+from spos.network import StaticNet
+from spos.sampling import sample_uniform
+from spos.space import SearchSpace
+from spos.supernet import Supernet
+from tests.conftest import SPACES_DIR
+
+# (published SPOS arch, FLOPs and params of that network as the paper reports: "323M, 3.5M")
+PUBLISHED = "2,1,0,1,2,0,2,0,2,0,2,3,0,0,0,0,3,2,3,3"
+
+
+def measured_cost(net: torch.nn.Module, space: SearchSpace) -> tuple[int, int]:
+    x = torch.randn(1, space.in_channels, space.input_size, space.input_size)
+    with FlopCounterMode(display=False) as counter:
+        net.eval()(x)
+    return counter.get_total_flops() // 2, sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cost_model_matches_flop_counter_and_numel(any_space, seed):
+    arch = sample_uniform(any_space, random.Random(seed))
+    cost = CostModel(any_space)(arch)
+    assert measured_cost(StaticNet(any_space, arch), any_space) == (cost.flops, cost.params)
+
+
+def test_published_arch_matches_reference_numbers():
+    space = SearchSpace.from_yaml(SPACES_DIR / "shufflenetv2.yaml")
+    cost = CostModel(space)(Arch.parse(PUBLISHED).validated(space))
+    # Authors' README: "323M FLOPs, 3.5M params".
+    assert 322.5e6 <= cost.flops < 323.5e6
+    assert 3.5e6 <= cost.params < 3.6e6
+
+
+def test_cheapest_and_largest_bound_every_arch(any_space):
+    costs = CostModel(any_space)
+    low, high = costs.cheapest(), costs.largest()
+    rng = random.Random(1)
+    for _ in range(200):
+        c = costs(sample_uniform(any_space, rng))
+        assert low.flops <= c.flops <= high.flops and low.params <= c.params <= high.params
+
+
+def _randomize_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
+    # Fresh BN statistics are 0/1, which would hide slicing mistakes.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+
+
+@pytest.mark.parametrize("space_name", ["shufflenetv2-cifar", "proxyless-cifar"])
+@pytest.mark.parametrize("seed", range(3))
+def test_subnet_output_equals_supernet_path(space_name, seed):
+    space = SearchSpace.from_yaml(SPACES_DIR / f"{space_name}.yaml")
+    torch.manual_seed(seed)
+    supernet = Supernet(space)
+    _randomize_bn(supernet, torch.Generator().manual_seed(seed))
+    supernet.eval()
+    arch = sample_uniform(space, random.Random(seed))
+    x = torch.randn(2, 3, space.input_size, space.input_size)
+    with torch.no_grad():
+        expected = supernet(x, arch)
+        actual = supernet.subnet(arch).eval()(x)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_subnet_is_plain_static_module(tiny_space):
+    supernet = Supernet(tiny_space)
+    arch = sample_uniform(tiny_space, random.Random(0))
+    net = supernet.subnet(arch)
+    assert isinstance(net, StaticNet)
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert not any(k.startswith("Dynamic") for k in kinds)
+    cost = CostModel(tiny_space)(arch)
+    assert sum(p.numel() for p in net.parameters()) == cost.params
+
+
+def test_backward_touches_only_the_sampled_path(tiny_space):
+    supernet = Supernet(tiny_space, bn_affine=True)
+    arch = sample_uniform(tiny_space, random.Random(3))
+    supernet.zero_grad(set_to_none=True)
+    supernet(torch.randn(2, 3, 16, 16), arch).sum().backward()
+    on_path = {id(p) for p in supernet.path_parameters(arch)}
+    for name, p in supernet.named_parameters():
+        if id(p) in on_path:
+            assert p.grad is not None, name
+        else:
+            assert p.grad is None, f"{name} is off the path but got a gradient"
+
+
+def test_channel_slicing_uses_prefix_of_widest_weights(tiny_space):
+    supernet = Supernet(tiny_space)
+    narrow = Arch((0,) * 4, (0,) * 4).validated(tiny_space)
+    net = supernet.subnet(narrow)
+    src = supernet.choices[1]["choice_3"].main[0].conv.weight
+    dst = net.blocks[1].main[0].conv.weight
+    assert dst.shape[0] < src.shape[0]
+    torch.testing.assert_close(dst, src[: dst.shape[0], : dst.shape[1]])
+
+
+def test_bn_cumulative_average_matches_torch(tiny_space):
+    # momentum=None in the slicing BN must give the exact mean, like nn.BatchNorm2d.
+    from spos.dynamic import DynamicBatchNorm2d
+
+    dyn, ref = DynamicBatchNorm2d(8, momentum=None, affine=False), torch.nn.BatchNorm2d(4, momentum=None, affine=False)
+    batches = [torch.randn(3, 4, 5, 5) for _ in range(4)]
+    for b in batches:
+        dyn(b), ref(b)
+    torch.testing.assert_close(dyn.running_mean[:4], ref.running_mean)
+    torch.testing.assert_close(dyn.running_var[:4], ref.running_var)
