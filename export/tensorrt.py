@@ -1,0 +1,245 @@
+"""ONNX -> TensorRT engine (strongly typed, TensorRT 10 / 11) and a runner on torch CUDA buffers.
+
+One code path serves TensorRT 10.x and 11.x: the network is strongly typed
+(FP16 comes from an FP16 ONNX graph, see `export.onnx.to_onnx(fp16=True)`;
+the FP16/INT8 builder flags are deprecated in 10.12 and gone in 11), the
+batch range is an optimization profile, and a timing cache file can be
+shared by many builds (profiling builds one engine per block, and the
+cache turns repeated layer timings into look-ups).
+
+``tensorrt`` is imported lazily: this module imports fine without it, and
+calling into it raises `TensorRTUnavailableError` naming what to install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+INSTALL_HINT = "pip install tensorrt (NVIDIA's wheel, needs an NVIDIA GPU and driver)"
+
+
+class TensorRTUnavailableError(ValueError):
+    """TensorRT or CUDA is missing. A ValueError so that the CLI prints it as a one-line error."""
+
+
+def import_tensorrt() -> Any:
+    """The ``tensorrt`` module, or a one-line error saying what to install."""
+    try:
+        import tensorrt as trt  # noqa: PLC0415 (optional runtime, imported on use)
+    except ImportError:
+        raise TensorRTUnavailableError(f"TensorRT is not installed; {INSTALL_HINT}") from None
+    return trt
+
+
+def require_cuda() -> None:
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailableError(
+            "TensorRT needs a CUDA GPU, but torch sees none (install a CUDA build of torch and the NVIDIA driver)"
+        )
+
+
+def _logger(trt: Any) -> Any:
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    """``model.engine`` -> ``model.engine.json``: the build facts next to the engine."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    batch: int,
+    min_batch: int = 1,
+    timing_cache_path: str | Path | None = None,
+    workspace_gib: float = 4.0,
+) -> Path:
+    """Build a serialized engine for batches ``min_batch``..``batch`` (optimized for ``batch``).
+
+    The precision follows the ONNX graph's types (strongly typed network).
+    ``timing_cache_path`` is read if present and rewritten with the new
+    timings after the build. Writes ``engine_path`` and its JSON sidecar
+    (`sidecar_path`) and returns ``engine_path``.
+    """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    if not 1 <= min_batch <= batch:
+        raise ValueError(f"need 1 <= min_batch <= batch, got min_batch={min_batch}, batch={batch}")
+    trt = import_tensorrt()
+    require_cuda()
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    # STRONGLY_TYPED exists in 10.x and is deprecated (always on) in 11.x.
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    flags = 1 << int(strongly_typed) if strongly_typed is not None else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        first = parser.get_error(0).desc() if parser.num_errors else "unknown error"
+        raise ValueError(f"{onnx_path}: TensorRT cannot parse this ONNX graph ({parser.num_errors} errors; first: {first})")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    profile = builder.create_optimization_profile()
+    input_dtypes = []
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise ValueError(f"{onnx_path}: input {tensor.name!r} has dynamic non-batch dims {shape}; expected only a dynamic batch")
+        if shape[0] >= 0 and not min_batch == batch == shape[0]:
+            raise ValueError(
+                f"{onnx_path}: input {tensor.name!r} has a fixed batch {shape[0]}, but batches {min_batch}..{batch} were asked for"
+            )
+        rest = shape[1:]
+        profile.set_shape(tensor.name, (min_batch, *rest), (batch, *rest), (batch, *rest))
+        input_dtypes.append(tensor.dtype)
+    config.add_optimization_profile(profile)
+
+    cache_path = Path(timing_cache_path) if timing_cache_path is not None else None
+    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+    _write_atomic(engine_path, bytes(plan))
+    if cache_path is not None:
+        _write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+
+    precision = "fp16" if trt.DataType.HALF in input_dtypes else "fp32"
+    sidecar = {
+        "engine": engine_path.name,
+        "onnx": str(onnx_path),
+        "tensorrt_version": trt.__version__,
+        "gpu": torch.cuda.get_device_name(),
+        "compute_capability": ".".join(map(str, torch.cuda.get_device_capability())),
+        "precision": precision,
+        "strongly_typed": True,
+        "batch_min": min_batch,
+        "batch_opt": batch,
+        "batch_max": batch,
+        "workspace_gib": workspace_gib,
+        "timing_cache": str(cache_path) if cache_path is not None else None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_atomic(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
+    return engine_path
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
+    table = {
+        "FLOAT": torch.float32,
+        "HALF": torch.float16,
+        "BF16": torch.bfloat16,
+        "INT8": torch.int8,
+        "UINT8": torch.uint8,
+        "INT32": torch.int32,
+        "INT64": torch.int64,
+        "BOOL": torch.bool,
+    }
+    for name, torch_dtype in table.items():
+        if getattr(trt.DataType, name, None) == dtype:
+            return torch_dtype
+    raise ValueError(f"TensorRT tensor type {dtype} has no torch equivalent here")
+
+
+class TensorRTRunner:
+    """Run a serialized engine on torch CUDA tensors, on its own (non-default) CUDA stream.
+
+    ``runner(x)`` is the convenient synchronous call. For timing, call
+    `bind` once, then `execute` (only the enqueue) between CUDA events
+    recorded on ``runner.stream``.
+    """
+
+    def __init__(self, engine_path: str | Path, device: int | None = None) -> None:
+        engine_path = Path(engine_path)
+        if not engine_path.is_file():
+            raise FileNotFoundError(f"TensorRT engine not found: {engine_path}")
+        trt = import_tensorrt()
+        require_cuda()
+        self._trt = trt
+        self.device = torch.device("cuda", torch.cuda.current_device() if device is None else device)
+        self._logger = _logger(trt)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise ValueError(
+                f"{engine_path}: cannot deserialize; engines only load with the TensorRT version and GPU that built them"
+            )
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream(self.device)
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.input_names = [n for n in names if is_input[n]]
+        self.output_names = [n for n in names if not is_input[n]]
+        if len(self.input_names) != 1:
+            raise ValueError(f"{engine_path}: expected one input tensor, found {self.input_names}")
+        self.input_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.input_names[0]))
+        self._bound: dict[str, torch.Tensor] = {}
+
+    @property
+    def batch_range(self) -> tuple[int, int]:
+        """(min, max) batch of optimization profile 0."""
+        low, _, high = self.engine.get_tensor_profile_shape(self.input_names[0], 0)
+        return int(low[0]), int(high[0])
+
+    def bind(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Set the input shape and every I/O address; returns the output buffers (filled by `execute`)."""
+        low, high = self.batch_range
+        if not low <= x.shape[0] <= high:
+            raise ValueError(f"batch {x.shape[0]} is outside the engine's range {low}..{high}")
+        x = x.to(device=self.device, dtype=self.input_dtype).contiguous()
+        name = self.input_names[0]
+        if not self.context.set_input_shape(name, tuple(x.shape)):
+            raise ValueError(f"input shape {tuple(x.shape)} rejected by the engine")
+        self.context.set_tensor_address(name, x.data_ptr())
+        bound = {name: x}
+        for out in self.output_names:
+            shape = tuple(self.context.get_tensor_shape(out))
+            dtype = _torch_dtype(self._trt, self.engine.get_tensor_dtype(out))
+            buffer = torch.empty(shape, dtype=dtype, device=self.device)
+            self.context.set_tensor_address(out, buffer.data_ptr())
+            bound[out] = buffer
+        # Inputs may have been produced on another stream: order them before our work.
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        self._bound = bound  # keeps the buffers alive while the engine points at them
+        return {n: bound[n] for n in self.output_names}
+
+    def execute(self) -> None:
+        """Enqueue one inference on ``self.stream`` with the tensors of the last `bind`."""
+        if not self._bound:
+            raise RuntimeError("TensorRTRunner.execute() before bind()")
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Synchronous inference: the first output, on the GPU."""
+        outputs = self.bind(x)
+        self.execute()
+        self.stream.synchronize()
+        return outputs[self.output_names[0]]

@@ -1,0 +1,143 @@
+"""ONNX export core: checked graphs, ORT parity with PyTorch, dynamic batch, FP16; TensorRT where present."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from export.onnx import INPUT_NAME, OUTPUT_NAME, onnx_input_info, to_onnx
+from export.tensorrt import TensorRTUnavailableError, build_engine, sidecar_path
+from spos.arch import Arch
+from spos.network import StaticNet
+from spos.sampling import sample_uniform
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+HAS_CUDA = torch.cuda.is_available()
+
+
+def _session(path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _net(space, arch: Arch) -> StaticNet:
+    torch.manual_seed(0)
+    net = StaticNet(space, arch)
+    # Non-trivial BN statistics, so folding BN into convs is actually exercised.
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _proxyless_arch_with_skip(space) -> Arch:
+    arch = sample_uniform(space, random.Random(1))
+    skip = space.ops.index("skip")
+    ops = tuple(skip if skip in b.candidates and i % 2 else o for i, (b, o) in enumerate(zip(space.blocks, arch.ops)))
+    assert skip in ops
+    return Arch(ops)
+
+
+@pytest.mark.parametrize("family", ["shufflenetv2-cifar", "proxyless-cifar"])
+def test_onnx_matches_pytorch_at_batch_1_and_32(family, cifar_space, proxyless_cifar_space, tmp_path):
+    space = cifar_space if family == "shufflenetv2-cifar" else proxyless_cifar_space
+    arch = sample_uniform(space, random.Random(0)) if family == "shufflenetv2-cifar" else _proxyless_arch_with_skip(space)
+    net = _net(space, arch)
+    shape = (space.in_channels, space.input_size, space.input_size)
+    path = to_onnx(net, tmp_path / "net.onnx", shape, max_batch=32)
+
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    name, dims, dtype = onnx_input_info(path)
+    assert (name, dims, dtype) == (INPUT_NAME, ("batch", *shape), "float")
+    assert not net.training, "to_onnx must not change the caller's module"
+    session = _session(path)
+    assert [o.name for o in session.get_outputs()] == [OUTPUT_NAME]
+    for batch in (1, 32):
+        x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(batch))
+        expected = net(x).detach().numpy()
+        got = session.run(None, {INPUT_NAME: x.numpy()})[0]
+        assert got.shape == (batch, space.num_classes)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_static_batch_graph_is_fixed_and_folds_shape_ops(tiny_space, tmp_path):
+    net = _net(tiny_space, sample_uniform(tiny_space, random.Random(3)))
+    path = to_onnx(net, tmp_path / "b4.onnx", (3, 16, 16), max_batch=4, dynamic_batch=False)
+    assert onnx_input_info(path)[1] == (4, 3, 16, 16)
+    op_types = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Shape" not in op_types and "BatchNormalization" not in op_types
+    x = torch.randn(4, 3, 16, 16)
+    np.testing.assert_allclose(_session(path).run(None, {INPUT_NAME: x.numpy()})[0], net(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_fp16_graph_is_half_throughout(tiny_space, tmp_path):
+    net = _net(tiny_space, sample_uniform(tiny_space, random.Random(4)))
+    path = to_onnx(net, tmp_path / "fp16.onnx", (3, 16, 16), max_batch=8, fp16=True)
+    graph = onnx.load(str(path)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert next(net.parameters()).dtype == torch.float32, "the caller's module stays fp32"
+    x = torch.randn(8, 3, 16, 16)
+    got = _session(path).run(None, {INPUT_NAME: x.half().numpy()})[0].astype(np.float32)
+    np.testing.assert_allclose(got, net(x).detach().numpy(), rtol=2e-2, atol=2e-2)
+
+
+def test_dynamo_exporter_gives_same_outputs(tiny_space, tmp_path):
+    net = _net(tiny_space, sample_uniform(tiny_space, random.Random(5)))
+    path = to_onnx(net, tmp_path / "dynamo.onnx", (3, 16, 16), max_batch=8, opset=18, dynamo=True)
+    assert onnx_input_info(path)[1][0] == "batch"
+    x = torch.randn(3, 3, 16, 16)
+    np.testing.assert_allclose(_session(path).run(None, {INPUT_NAME: x.numpy()})[0], net(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_shape": (0, 16, 16)}, r"input_shape .*\(0, 16, 16\)"),
+        ({"max_batch": 0}, "max_batch must be at least 1, got 0"),
+        ({"opset": 9}, "opset must be 13 or newer, got 9"),
+    ],
+)
+def test_bad_export_arguments_name_the_value(tiny_space, tmp_path, kwargs, message):
+    net = StaticNet(tiny_space, sample_uniform(tiny_space, random.Random(0)))
+    shape = kwargs.pop("input_shape", (3, 16, 16))
+    with pytest.raises(ValueError, match=message):
+        to_onnx(net, tmp_path / "x.onnx", shape, **kwargs)
+
+
+@pytest.mark.skipif(HAS_TRT and HAS_CUDA, reason="TensorRT and CUDA are present")
+def test_missing_tensorrt_or_cuda_is_a_one_line_error(tiny_space, tmp_path):
+    path = to_onnx(StaticNet(tiny_space, sample_uniform(tiny_space, random.Random(0))), tmp_path / "m.onnx", (3, 16, 16))
+    with pytest.raises(TensorRTUnavailableError, match="TensorRT|CUDA") as info:
+        build_engine(path, tmp_path / "m.engine", batch=4)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not HAS_TRT, reason="TensorRT is not installed (pip install tensorrt)")
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU")
+@pytest.mark.parametrize("fp16", [False, True])
+def test_tensorrt_engine_matches_pytorch(cifar_space, tmp_path, fp16):
+    from export.tensorrt import TensorRTRunner
+
+    net = _net(cifar_space, sample_uniform(cifar_space, random.Random(0)))
+    shape = (3, 32, 32)
+    onnx_path = to_onnx(net, tmp_path / "net.onnx", shape, max_batch=32, fp16=fp16)
+    cache = tmp_path / "timing.cache"
+    engine = build_engine(onnx_path, tmp_path / "net.engine", batch=32, timing_cache_path=cache)
+    assert cache.is_file() and sidecar_path(engine).is_file()
+    runner = TensorRTRunner(engine)
+    assert runner.batch_range == (1, 32)
+    tol = 2e-2 if fp16 else 2e-3
+    for batch in (1, 32):
+        x = torch.randn(batch, *shape)
+        got = runner(x.cuda()).float().cpu().numpy()
+        np.testing.assert_allclose(got, net(x).detach().numpy(), rtol=tol, atol=tol)
