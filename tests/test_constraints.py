@@ -1,0 +1,110 @@
+"""Hard constraints: bounds, exact reachable ranges, fail-fast messages."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from spos.arch import Arch
+from spos.constraints import (
+    Constraints,
+    describe_reachable,
+    flops_constraint,
+    latency_constraint,
+    params_constraint,
+)
+from spos.cost import CostModel
+from spos.sampling import sample_uniform
+
+
+class BlockSumPredictor:
+    """A toy additive latency predictor: 0.1 ms per op index + 0.05 ms per channel index + 1 ms."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def __call__(self, arch: Arch) -> float:
+        return 1.0 + 0.1 * sum(arch.ops) + 0.05 * sum(arch.channels or ())
+
+    def cheapest(self) -> float:
+        return 1.0
+
+    def largest(self) -> float:
+        n = self.space.num_blocks
+        return 1.0 + 0.1 * (len(self.space.ops) - 1) * n + 0.05 * (len(self.space.channel_multipliers) - 1) * n
+
+
+def test_bounds_accept_and_reject(cifar_space):
+    costs = CostModel(cifar_space)
+    arch = sample_uniform(cifar_space, random.Random(0))
+    flops = costs(arch).flops
+    assert Constraints((flops_constraint(costs, upper=flops, lower=flops),)).satisfied(arch)
+    tight = Constraints((flops_constraint(costs, upper=flops - 1),))
+    assert not tight.satisfied(arch)
+    assert tight.violations(arch) == [f"flops {tight.items[0].format(flops)} outside [{tight.items[0].label}]"]
+    assert Constraints().satisfied(arch) and Constraints().label == "unconstrained"
+
+
+def test_cheapest_reachable_is_exact(cifar_space):
+    costs = CostModel(cifar_space)
+    cheapest = costs.cheapest()
+    # the arch taking each block's cheapest choice reaches it: min over blocks is jointly reachable
+    rng = random.Random(1)
+    assert min(costs(sample_uniform(cifar_space, rng)).flops for _ in range(2000)) >= cheapest.flops
+    c = flops_constraint(costs, upper=cheapest.flops)
+    c.check_feasible()  # exactly at the floor is feasible
+    assert c.reachable_min == cheapest.flops
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda costs: flops_constraint(costs, upper=1e6), r"max flops 1M is below the cheapest reachable 7\.\d+M"),
+        (lambda costs: params_constraint(costs, upper=1e5), r"max params 100K is below the cheapest reachable 1\.\d+M"),
+        (lambda costs: flops_constraint(costs, lower=1e9), r"min flops 1G is above the largest reachable 54\.\d+M"),
+    ],
+)
+def test_infeasible_budget_names_the_reachable_value(cifar_space, make, message):
+    with pytest.raises(ValueError, match=message):
+        Constraints((make(CostModel(cifar_space)),)).check_feasible()
+
+
+def test_contradictory_and_negative_bounds_fail(cifar_space):
+    costs = CostModel(cifar_space)
+    with pytest.raises(ValueError, match="contradictory flops bounds: minimum 300M > maximum 200M"):
+        flops_constraint(costs, upper=200e6, lower=300e6)
+    with pytest.raises(ValueError, match="negative"):
+        params_constraint(costs, upper=-1)
+
+
+def test_latency_through_injected_predictor(cifar_space):
+    predictor = BlockSumPredictor(cifar_space)
+    c = latency_constraint("cpu", predictor, upper=2.5)
+    assert c.metric == "latency:cpu" and c.reachable_min == 1.0
+    arch = Arch((0,) * 20, (0,) * 20).validated(cifar_space)
+    assert c.satisfied_by(c.measure(arch))
+    with pytest.raises(ValueError, match=r"max latency:cpu 0\.5 ms is below the cheapest reachable 1 ms"):
+        latency_constraint("cpu", predictor, upper=0.5).check_feasible()
+
+    opaque = latency_constraint("gpu", lambda a: predictor(a), upper=0.5)  # no per-block costs exposed
+    opaque.check_feasible()  # cannot be decided up front ...
+    assert opaque.reachable_min is None
+    assert "reachable range unknown" in describe_reachable(Constraints((opaque,)))
+
+
+def test_several_devices_at_once(cifar_space):
+    costs = CostModel(cifar_space)
+    predictor = BlockSumPredictor(cifar_space)
+    both = Constraints(
+        (flops_constraint(costs, upper=30e6), latency_constraint("a", predictor, upper=8.0),
+         latency_constraint("b", lambda a: 2 * predictor(a), upper=16.0))
+    )
+    rng = random.Random(0)
+    archs = [sample_uniform(cifar_space, rng) for _ in range(500)]
+    ok = [a for a in archs if both.satisfied(a)]
+    assert ok and len(ok) < len(archs)
+    for a in ok:
+        m = both.metrics(a)
+        assert m["flops"] <= 30e6 and m["latency:a"] <= 8.0 and m["latency:b"] <= 16.0
+    assert both.label == "flops<=30M;latency:a<=8ms;latency:b<=16ms"
