@@ -1,0 +1,96 @@
+"""Scoring a candidate arch: its static subnet, BN recalibrated, top-1 on search-val.
+
+Every candidate sees the same images in the same order: the recalibration
+batches (training images) and the search-val batches are materialized in
+memory once, before the search, and reused. Scores are cached by arch, so
+no candidate is ever evaluated twice (across generations, strategies and
+budgets of one search, and across a resume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from spos.arch import Arch
+from spos.bn import recalibrate_bn, top1_accuracy
+from spos.supernet import Supernet
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EvaluationBatches:
+    recalibration: list[torch.Tensor]  # training images, for BN statistics
+    validation: list[Batch]  # the whole search-val split, in its fixed order
+
+    @property
+    def num_images(self) -> int:
+        return sum(len(x) for x in self.recalibration) + sum(len(y) for _, y in self.validation)
+
+
+def in_order(dataset: Dataset, batch_size: int) -> list[Batch]:
+    """Every sample of ``dataset`` in index order, batched and held in memory."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    batches = [(images, labels) for images, labels in loader]
+    if not batches:
+        raise ValueError("the search-val split is empty; expected at least one image to score candidates on")
+    return batches
+
+
+class CandidateEvaluator:
+    """``arch -> top-1 accuracy`` of the supernet's path after BN recalibration."""
+
+    def __init__(self, supernet: Supernet, batches: EvaluationBatches) -> None:
+        if not batches.recalibration:
+            raise ValueError("BN recalibration needs at least one batch; got none")
+        self.supernet = supernet.eval()
+        self.batches = batches
+
+    @torch.no_grad()
+    def __call__(self, arch: Arch) -> float:
+        # A static copy per candidate: recalibration then never touches the
+        # shared supernet statistics, and scoring runs plain convolutions.
+        net = self.supernet.subnet(arch)
+        recalibrate_bn(net, self.batches.recalibration)
+        return top1_accuracy(net, self.batches.validation)
+
+
+class ScoreCache:
+    """Memoizes a scorer by canonical arch string; counts fresh evaluations and hits.
+
+    ``on_new(arch, score)`` runs after each fresh evaluation (the search
+    persists the cache there, so a killed run loses no finished evaluation).
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[Arch], float],
+        scores: dict[str, float] | None = None,
+        on_new: Callable[[Arch, float], None] | None = None,
+    ) -> None:
+        self.evaluate = evaluate
+        self.scores: dict[str, float] = dict(scores or {})
+        self.on_new = on_new
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, arch: Arch) -> float:
+        key = str(arch)
+        if key in self.scores:
+            self.hits += 1
+            return self.scores[key]
+        self.misses += 1
+        score = float(self.evaluate(arch))
+        self.scores[key] = score
+        if self.on_new is not None:
+            self.on_new(arch, score)
+        return score
+
+    def __len__(self) -> int:
+        return len(self.scores)

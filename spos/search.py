@@ -1,0 +1,361 @@
+"""The search driver: several budgets and strategies over one score cache, resumable.
+
+``run_search`` runs, for each budget (a set of hard constraints), each
+strategy (evolution and/or random search) and writes into the search
+directory:
+
+- ``result.json``: per budget the best arch (canonical string, accuracy,
+  FLOPs, params, predicted latencies), the top-k, the constraints, and per
+  strategy the per-generation curve; plus seed, settings and the identity of
+  the supernet and data. With a single budget, ``best`` is also at the top
+  level, so ``Arch.from_json`` reads the file directly.
+- ``history.jsonl``: every candidate of every run, with its generation and metrics.
+- ``search.png`` (best / mean accuracy per generation, evolution vs random)
+  and ``pareto.png`` (accuracy vs FLOPs / latency, frontier marked).
+- ``checkpoint.json``: written atomically after every fresh evaluation and
+  every generation; ``resume=True`` continues from it and ends with the same
+  ``result.json`` as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
+
+from spos.arch import Arch
+from spos.constraints import (
+    Constraint,
+    Constraints,
+    describe_reachable,
+    flops_constraint,
+    latency_constraint,
+    params_constraint,
+)
+from spos.cost import CostModel
+from spos.evaluate import ScoreCache
+from spos.evolution import (
+    STRATEGIES,
+    Candidate,
+    EvolutionSettings,
+    SearchResult,
+    SearchState,
+    next_generation,
+    result_of,
+)
+from spos.sampling import SamplingError, sample_until
+from spos.space import SearchSpace
+
+CHECKPOINT_FORMAT = "spos-search-checkpoint/1"
+RESULT_FORMAT = "spos-search-result/1"
+
+
+# ---- budgets -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyBound:
+    """Upper bounds (ms) on one device's predicted latency; several values sweep budgets."""
+
+    name: str  # e.g. the LUT file's stem
+    predictor: Callable[[Arch], float]
+    max_ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Budget:
+    label: str
+    constraints: Constraints
+
+
+def build_budgets(
+    space: SearchSpace,
+    *,
+    max_flops: Sequence[float] = (),
+    min_flops: float | None = None,
+    max_params: Sequence[float] = (),
+    min_params: float | None = None,
+    latency: Sequence[LatencyBound] = (),
+) -> list[Budget]:
+    """One budget per value of the (at most one) bound given several values; all other bounds in every budget.
+
+    Constraints are ordered FLOPs, params, latency: cheapest checks first.
+    """
+    costs = CostModel(space)
+    sweeps: list[tuple[str, list[Constraint]]] = []
+    if max_flops or min_flops is not None:
+        uppers = list(max_flops) or [None]
+        sweeps.append(("--max-flops", [flops_constraint(costs, u, min_flops) for u in uppers]))
+    if max_params or min_params is not None:
+        uppers = list(max_params) or [None]
+        sweeps.append(("--max-params", [params_constraint(costs, u, min_params) for u in uppers]))
+    for bound in latency:
+        if not bound.max_ms:
+            raise ValueError(f"latency bound {bound.name!r} has no value; expected NAME=MS")
+        sweeps.append((f"--max-latency {bound.name}", [latency_constraint(bound.name, bound.predictor, ms) for ms in bound.max_ms]))
+    swept = [name for name, items in sweeps if len(items) > 1]
+    if len(swept) > 1:
+        raise ValueError(f"several bounds list several values ({', '.join(swept)}); expected at most one swept bound")
+    count = max((len(items) for _, items in sweeps), default=1)
+    budgets = []
+    for i in range(count):
+        items = tuple(group[i] if len(group) > 1 else group[0] for _, group in sweeps)
+        constraints = Constraints(items)
+        budgets.append(Budget(constraints.label, constraints))
+    labels = [b.label for b in budgets]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"budgets repeat a value: {labels}; expected distinct budgets")
+    return budgets
+
+
+def check_budgets(space: SearchSpace, budgets: Sequence[Budget], tries: int, seed: int = 0) -> None:
+    """Fail fast: exact reachable-range checks, then one bounded constrained draw per budget."""
+    for budget in budgets:
+        budget.constraints.check_feasible()
+        try:
+            sample_until(space, random.Random(seed), budget.constraints.satisfied, tries, budget.label)
+        except SamplingError:
+            raise SamplingError(
+                f"no arch satisfying [{budget.label}] found in {tries} uniform draws; "
+                f"{describe_reachable(budget.constraints)}"
+            ) from None
+
+
+# ---- results -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    budget: Budget
+    runs: dict[str, SearchResult]  # by strategy
+    best: Candidate  # the most accurate over every strategy
+    best_strategy: str
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    budgets: list[BudgetResult]
+    result: dict[str, Any]  # result.json's content
+    fresh_evaluations: int  # evaluated in this process (not restored from the checkpoint)
+    cache_hits: int
+    out_dir: Path
+
+
+def _candidate_json(c: Candidate, constraints: Constraints, costs: CostModel) -> dict[str, Any]:
+    cost = costs(c.arch)
+    data: dict[str, Any] = {
+        "arch": str(c.arch),
+        "accuracy": c.score,
+        "flops": cost.flops,
+        "params": cost.params,
+    }
+    latency = {m.split(":", 1)[1]: v for m, v in constraints.metrics(c.arch).items() if m.startswith("latency:")}
+    if latency:
+        data["latency_ms"] = latency
+    data["generation"] = c.generation
+    return data
+
+
+# ---- the driver ----------------------------------------------------------------
+
+
+def run_search(
+    space: SearchSpace,
+    score: Callable[[Arch], float],
+    budgets: Sequence[Budget],
+    out_dir: str | Path,
+    *,
+    strategies: Sequence[str] = ("evolution",),
+    settings: EvolutionSettings = EvolutionSettings(),
+    seed: int = 0,
+    resume: bool = False,
+    identity: dict[str, Any] | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> SearchOutcome:
+    """Search every budget with every strategy; see the module docstring for the outputs.
+
+    ``score`` is the (expensive) candidate evaluator; it is cached here.
+    ``identity`` (supernet, data, evaluation settings) goes into result.json
+    and must match the checkpoint's on resume. Each run draws from its own
+    ``random.Random`` seeded by ``(seed, budget, strategy)``.
+    """
+    out_dir = Path(out_dir)
+    if not budgets:
+        raise ValueError("no budget to search; expected at least one")
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise ValueError(f"unknown search strategy {s!r}; expected one of: {', '.join(STRATEGIES)}")
+    check_budgets(space, budgets, settings.sample_tries, seed)
+    spec = {
+        "space": {"name": space.name, "hash": space.hash},
+        "identity": identity or {},
+        "seed": seed,
+        "strategies": list(strategies),
+        "settings": settings.to_json(),
+        "budgets": [{"label": b.label, "constraints": b.constraints.to_json()} for b in budgets],
+    }
+    checkpoint_path = out_dir / "checkpoint.json"
+    states, scores = _start_or_resume(checkpoint_path, spec, resume, out_dir)
+
+    def save() -> None:
+        _write_json_atomic(checkpoint_path, {
+            "format": CHECKPOINT_FORMAT,
+            "spec": spec,
+            "scores": cache.scores,
+            "runs": {key: state.to_json() for key, state in states.items()},
+        })
+
+    cache = ScoreCache(score, scores, on_new=lambda arch, value: save())
+    keys = [(b, s, f"{b.label}|{s}") for b in budgets for s in strategies]
+    done = sum(len(states[k].history) if k in states else 0 for _, _, k in keys)
+    bar = tqdm(total=len(keys) * settings.evaluations, initial=done, desc="search", unit="cand", disable=not progress)
+
+    def tracked(arch: Arch) -> float:
+        value = cache(arch)
+        bar.update(1)
+        return value
+
+    try:
+        for budget, strategy, key in keys:
+            state = states.get(key) or SearchState.start(strategy, f"{seed}|{key}")
+            bar.set_postfix_str(f"{budget.label} {strategy}")
+            while not state.done(settings):
+                state = next_generation(state, space, budget.constraints, tracked, settings)
+                states[key] = state
+                save()
+    finally:
+        bar.close()
+
+    costs = CostModel(space)
+    results = []
+    for budget in budgets:
+        runs = {s: result_of(states[f"{budget.label}|{s}"], settings) for s in strategies}
+        # Strategy order breaks ties, so "both" prefers evolution's arch at equal accuracy.
+        best_strategy = max(strategies, key=lambda s: (runs[s].best.score, -strategies.index(s)))
+        results.append(BudgetResult(budget, runs, runs[best_strategy].best, best_strategy))
+
+    result = _result_json(spec, results, costs)
+    _write_json_atomic(out_dir / "result.json", result)
+    _write_history(out_dir / "history.jsonl", results, costs)
+    if plots:
+        _plot(out_dir, results, costs)
+    return SearchOutcome(results, result, cache.misses, cache.hits, out_dir)
+
+
+def _start_or_resume(
+    path: Path, spec: dict[str, Any], resume: bool, out_dir: Path
+) -> tuple[dict[str, SearchState], dict[str, float]]:
+    if not resume:
+        if path.exists() or (out_dir / "result.json").exists():
+            raise ValueError(f"{out_dir} already holds a search; pass --resume to continue it or choose a new --out")
+        return {}, {}
+    if not path.is_file():
+        return {}, {}  # nothing to resume: start fresh
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg}); delete it to start over") from None
+    if data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: format {data.get('format')!r}; expected {CHECKPOINT_FORMAT!r}")
+    stored = data["spec"]
+    for key in spec:
+        if stored.get(key) != spec[key]:
+            raise ValueError(
+                f"cannot resume {out_dir}: its {key!r} differs from this run's "
+                f"({json.dumps(stored.get(key))[:120]} vs {json.dumps(spec[key])[:120]})"
+            )
+    states = {key: SearchState.from_json(s) for key, s in data["runs"].items()}
+    return states, {k: float(v) for k, v in data["scores"].items()}
+
+
+def _result_json(spec: dict[str, Any], results: list[BudgetResult], costs: CostModel) -> dict[str, Any]:
+    budgets = []
+    for r in results:
+        cons = r.budget.constraints
+        runs = {}
+        for strategy, run in r.runs.items():
+            runs[strategy] = {
+                "best": _candidate_json(run.best, cons, costs),
+                "evaluations": len(run.history),
+                "generations": [vars(g).copy() for g in run.generations],
+            }
+        budgets.append({
+            "label": r.budget.label,
+            "constraints": cons.to_json(),
+            "best": {**_candidate_json(r.best, cons, costs), "strategy": r.best_strategy},
+            "topk": [_candidate_json(c, cons, costs) for c in r.runs[r.best_strategy].topk],
+            "runs": runs,
+        })
+    result: dict[str, Any] = {"format": RESULT_FORMAT}
+    if len(budgets) == 1:
+        result["best"] = budgets[0]["best"]
+    result.update({k: spec[k] for k in ("space", "identity", "seed", "strategies", "settings")})
+    result["budgets"] = budgets
+    return result
+
+
+def _write_history(path: Path, results: list[BudgetResult], costs: CostModel) -> None:
+    lines = []
+    for r in results:
+        for strategy, run in r.runs.items():
+            for c in run.history:
+                row = {"budget": r.budget.label, "strategy": strategy, "origin": c.origin}
+                row.update(_candidate_json(c, r.budget.constraints, costs))
+                lines.append(json.dumps(row))
+    _write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _plot(out_dir: Path, results: list[BudgetResult], costs: CostModel) -> None:
+    # Imported here: plotting is an output of the driver, not part of the method.
+    from pipeline.plots import ParetoPoint, plot_pareto, plot_search_progress
+
+    plot_search_progress(
+        {r.budget.label: {s: run.generations for s, run in r.runs.items()} for r in results}, out_dir / "search.png"
+    )
+    short = _distinguishing_labels([r.budget for r in results])
+    points = []
+    for r in results:
+        for run in r.runs.values():
+            for c in run.history:
+                metrics = {"flops": float(costs(c.arch).flops)}
+                metrics.update({m: v for m, v in r.budget.constraints.metrics(c.arch).items() if m.startswith("latency:")})
+                points.append(ParetoPoint(str(c.arch), c.score, metrics, best_of=None))
+        best_metrics = {"flops": float(costs(r.best.arch).flops)}
+        best_metrics.update({m: v for m, v in r.budget.constraints.metrics(r.best.arch).items() if m.startswith("latency:")})
+        points.append(ParetoPoint(str(r.best.arch), r.best.score, best_metrics, best_of=short[r.budget.label]))
+    plot_pareto(points, out_dir / "pareto.png")
+
+
+def _distinguishing_labels(budgets: Sequence[Budget]) -> dict[str, str]:
+    """Budget label -> only the bounds that differ between budgets (the whole label for one budget)."""
+    columns = list(zip(*(b.constraints.items for b in budgets)))
+    differing = [i for i, col in enumerate(columns) if len({c.label for c in col}) > 1]
+    if not differing:
+        return {b.label: b.label for b in budgets}
+    return {b.label: ";".join(b.constraints.items[i].label for i in differing) for b in budgets}
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    _write_text_atomic(path, json.dumps(data, indent=1) + "\n")
