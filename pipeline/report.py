@@ -1,0 +1,145 @@
+"""``report.md``: per device, what each budget got, how fast it really is, how accurate; plus the stages' plots."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.output import human_count
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    """One searched, retrained and exported network: a row of the report."""
+
+    device: str
+    backend: str
+    budget: str  # as written in the pipeline file, e.g. "latency_ms<=0.8"
+    arch: str
+    flops: int
+    params: int
+    predicted_ms: float | None  # from the device's LUT
+    measured_ms: float | None  # whole-network benchmark on the device
+    top1: float | None  # retrained network on the untouched test split
+    artifacts: dict[str, Path] = field(default_factory=dict)  # name -> file
+
+    @property
+    def latency_error(self) -> float | None:
+        """Relative error of the LUT prediction against the measurement."""
+        if self.predicted_ms is None or not self.measured_ms:
+            return None
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass(frozen=True)
+class Plot:
+    caption: str
+    path: Path
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+
+
+def _link(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def device_table(rows: list[DeploymentRow], base: Path) -> list[str]:
+    lines = [
+        "| budget | arch | FLOPs | params | predicted ms | measured ms | LUT error | top-1 | artifacts |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        artifacts = ", ".join(f"[{name}]({_link(p, base)})" for name, p in r.artifacts.items())
+        lines.append(
+            f"| {r.budget} | `{r.arch}` | {human_count(r.flops)} | {human_count(r.params)} | {_ms(r.predicted_ms)} "
+            f"| {_ms(r.measured_ms)} | {_pct(r.latency_error, signed=True)} | {_pct(r.top1)} | {artifacts} |"
+        )
+    return lines
+
+
+def render_report(
+    title: str,
+    rows: list[DeploymentRow],
+    plots: list[Plot],
+    base: Path,
+    *,
+    facts: dict[str, str] | None = None,
+    stage_times: dict[str, float] | None = None,
+) -> str:
+    """Markdown with links relative to ``base`` (the folder the report is written to)."""
+    lines = [f"# {title}", ""]
+    for key, value in (facts or {}).items():
+        lines.append(f"- **{key}**: {value}")
+    if facts:
+        lines.append("")
+    devices: dict[str, list[DeploymentRow]] = {}
+    for row in rows:
+        devices.setdefault(row.device, []).append(row)
+    for device, device_rows in devices.items():
+        lines += [f"## {device} ({device_rows[0].backend})", ""]
+        lines += device_table(device_rows, base)
+        lines.append("")
+    if plots:
+        lines += ["## Plots", ""]
+        for plot in plots:
+            lines += [f"### {plot.caption}", "", f"![{plot.caption}]({_link(plot.path, base)})", ""]
+    if stage_times:
+        lines += ["## Stage wall times", "", "| stage | seconds |", "|---|---:|"]
+        lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in stage_times.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def latency_plot(rows: list[DeploymentRow], path: Path) -> Path | None:
+    """Predicted vs measured latency, one colour per device; None when nothing was measured."""
+    points = [r for r in rows if r.predicted_ms is not None and r.measured_ms is not None]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for device in dict.fromkeys(r.device for r in points):
+        mine = [r for r in points if r.device == device]
+        ax.scatter([r.predicted_ms for r in mine], [r.measured_ms for r in mine], label=device)
+    top = max(max(r.predicted_ms, r.measured_ms) for r in points) * 1.1
+    ax.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle="--", label="prediction = measurement")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("predicted latency (ms, LUT)")
+    ax.set_ylabel("measured latency (ms)")
+    ax.set_title("Searched networks: LUT vs measurement")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(
+    path: Path,
+    title: str,
+    rows: list[DeploymentRow],
+    plots: list[Plot],
+    *,
+    facts: dict[str, str] | None = None,
+    stage_times: dict[str, float] | None = None,
+) -> Path:
+    """Write ``path`` (report.md) and, beside it, the latency plot of ``rows``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    latency = latency_plot(rows, path.parent / "latency_predicted_vs_measured.png")
+    all_plots = ([Plot("Predicted vs measured latency", latency)] if latency else []) + plots
+    path.write_text(render_report(title, rows, all_plots, path.parent, facts=facts, stage_times=stage_times))
+    return path

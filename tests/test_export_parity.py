@@ -1,0 +1,154 @@
+"""ONNX export parity against PyTorch through ONNX Runtime, on real images, for both space families."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from export.onnx import to_onnx
+from export.parity import (
+    ParityError,
+    Tolerance,
+    compare_logits,
+    onnxruntime_parity,
+    require_parity,
+    tolerance_for,
+)
+from spos.arch import Arch
+from spos.bn import recalibrate_bn
+from spos.network import StaticNet
+from spos.sampling import sample_uniform
+from tests.conftest import CIFAR_SMALL
+
+
+def real_images(n: int = 48) -> torch.Tensor:
+    """Real 3x32x32 images: CIFAR-10-small where present, else sklearn's digits (upsampled, grey -> RGB)."""
+    if CIFAR_SMALL.is_dir():
+        from torchvision.datasets import ImageFolder
+        from torchvision.transforms.functional import to_tensor
+
+        folder = ImageFolder(str(CIFAR_SMALL / "val"))
+        picks = random.Random(0).sample(range(len(folder)), n)
+        images = torch.stack([to_tensor(folder[i][0]) for i in picks])
+    else:
+        from sklearn.datasets import load_digits
+
+        digits = torch.tensor(load_digits().images[:n], dtype=torch.float32) / 16.0
+        images = torch.nn.functional.interpolate(digits[:, None], size=32, mode="bilinear").repeat(1, 3, 1, 1)
+    return (images - 0.5) / 0.25
+
+
+def ready_net(space, arch: Arch, images: torch.Tensor) -> StaticNet:
+    """Random conv weights with trained-like BN statistics and classifier, so logits have a trained net's scale.
+
+    A random linear head sums ~1000 features of random sign that cancel to logits
+    of ~0.5; there fp32 rounding alone (PyTorch fp32 vs float64: ~4e-5) breaks an
+    elementwise rtol 1e-4 check whatever the runtime. A trained head is aligned
+    with its features: here each class's weights are the mean feature of some
+    images (a prototype classifier), scaled to logits of ~10.
+    """
+    torch.manual_seed(0)
+    net = StaticNet(space, arch)
+    recalibrate_bn(net, images.split(16))
+    net.eval()
+    with torch.no_grad():
+        features = net.head.pool(net.head.conv(net.blocks(net.fixed(net.stem(images))))).flatten(1)
+        k = net.head.classifier.out_features
+        prototypes = torch.stack([features[i::k].mean(0) for i in range(k)])
+        scale = 10 / features.norm(dim=1).mean()
+        net.head.classifier.weight.copy_(prototypes / prototypes.norm(dim=1, keepdim=True) * scale)
+        if net.head.classifier.bias is not None:
+            net.head.classifier.bias.zero_()
+    return net
+
+
+def proxyless_arch_with_skip(space) -> Arch:
+    ops = [b.candidates[-1] if len(b.candidates) > 6 else b.candidates[i % len(b.candidates)]
+           for i, b in enumerate(space.blocks)]
+    arch = Arch(tuple(ops)).validated(space)
+    assert "skip" in {space.ops[o] for o in arch.ops}
+    return arch
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return real_images()
+
+
+def test_shufflenet_arch_exports_with_fp32_parity(cifar_space, images, tmp_path):
+    arch = sample_uniform(cifar_space, random.Random(3))
+    net = ready_net(cifar_space, arch, images)
+    onnx_path = to_onnx(net, tmp_path / "model.onnx", (3, 32, 32), max_batch=32)
+    result = require_parity(onnxruntime_parity(net, onnx_path, images, batch=32))
+    assert result.num_images == len(images) and result.max_abs_error < 1e-4
+    assert result.top1_mismatches == 0 and result.top1_near_ties == 0
+
+
+def test_proxyless_arch_with_skip_exports_with_fp32_parity(proxyless_cifar_space, images, tmp_path):
+    space = proxyless_cifar_space
+    net = ready_net(space, proxyless_arch_with_skip(space), images)
+    onnx_path = to_onnx(net, tmp_path / "model.onnx", (3, 32, 32), max_batch=16)
+    # A batch that does not divide the image count: the dynamic axis takes the remainder.
+    result = require_parity(onnxruntime_parity(net, onnx_path, images[:21], batch=16))
+    assert result.passed and result.num_images == 21
+
+
+def test_weights_changed_after_export_fail_parity_with_the_max_error(cifar_space, images, tmp_path):
+    arch = sample_uniform(cifar_space, random.Random(4))
+    net = ready_net(cifar_space, arch, images)
+    onnx_path = to_onnx(net, tmp_path / "model.onnx", (3, 32, 32), max_batch=32)
+    with torch.no_grad():
+        net.head.classifier.weight.mul_(1.001)
+    result = onnxruntime_parity(net, onnx_path, images, batch=32)
+    assert not result.passed and result.max_abs_error > 1e-5
+    with pytest.raises(ParityError, match=r"parity FAILED: max abs error [0-9.e-]+"):
+        require_parity(result)
+
+
+def test_fp16_graph_passes_at_fp16_tolerance_only(cifar_space, images, tmp_path):
+    arch = sample_uniform(cifar_space, random.Random(5))
+    net = ready_net(cifar_space, arch, images)
+    onnx_path = to_onnx(net, tmp_path / "model16.onnx", (3, 32, 32), max_batch=32, fp16=True)
+    fp16 = onnxruntime_parity(net, onnx_path, images, precision="fp16", batch=32)
+    assert fp16.passed, fp16.summary()
+    strict = onnxruntime_parity(net, onnx_path, images, precision="fp16", batch=32,
+                                tolerance=tolerance_for("onnxruntime", "fp32"))
+    assert not strict.within_tolerance  # half precision is really in the graph
+
+
+def test_fp32_requires_identical_top1_and_reduced_precision_excuses_near_ties():
+    reference = np.array([[1.0, 0.9995, -3.0], [2.0, 0.0, 0.0]])
+    flipped = np.array([[0.9995, 1.0, -3.0], [2.0, 0.0, 0.0]])
+    tol = Tolerance(rtol=0.0, atol=1e-3)
+    strict = compare_logits(reference, flipped, tol, "test", "fp32")
+    assert strict.within_tolerance and strict.top1_mismatches == 1 and not strict.passed
+    relaxed = compare_logits(reference, flipped, tol, "test", "fp16")
+    assert relaxed.passed and relaxed.top1_near_ties == 1 and relaxed.top1_mismatches == 0
+    # Beyond the tolerance band a flip is a real mismatch at any precision.
+    clear = np.array([[1.0, 0.5, -3.0], [2.0, 0.0, 0.0]])
+    assert compare_logits(clear, flipped, tol, "test", "fp16").top1_mismatches == 1
+
+
+def test_reduced_precision_tolerance_is_relative_to_each_images_logit_range():
+    reference = np.array([[10.0, 0.001, -2.0]])
+    candidate = np.array([[10.0, 0.05, -2.0]])  # 0.5% of the range, 50x the near-zero logit
+    assert not compare_logits(reference, candidate, Tolerance(1e-2, 1e-3), "test", "fp16").within_tolerance
+    assert compare_logits(reference, candidate, Tolerance(1e-2, 1e-3, "row_max"), "test", "fp16").passed
+
+
+def test_non_finite_output_fails():
+    reference = np.zeros((2, 3))
+    result = compare_logits(reference, np.array([[0.0, np.nan, 0.0], [0.0, 0.0, 0.0]]),
+                            Tolerance(1e-4, 1e-5), "test", "fp32")
+    assert not result.passed and result.max_abs_error == float("inf")
+
+
+def test_unknown_precision_and_missing_file_are_refused(cifar_space, images, tmp_path):
+    with pytest.raises(ValueError, match="no parity tolerance for 'onnxruntime-int4'"):
+        tolerance_for("onnxruntime", "int4")
+    net = ready_net(cifar_space, sample_uniform(cifar_space, random.Random(0)), images)
+    with pytest.raises(FileNotFoundError, match="ONNX file not found"):
+        onnxruntime_parity(net, tmp_path / "missing.onnx", images)
