@@ -17,6 +17,8 @@ import sys
 COMMAND_MODULES = [
     "pipeline.commands.space",
     "pipeline.commands.arch",
+    "pipeline.commands.profile",
+    "pipeline.commands.lut",
 ]
 
 

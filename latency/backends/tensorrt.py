@@ -1,0 +1,77 @@
+"""TensorRT backend: module -> ONNX -> strongly typed engine at the profiled batch -> CUDA-event timing.
+
+Engines are built with an optimization profile fixed at the profiled batch
+(min = opt = max), FP16 through an FP16 ONNX graph, and one timing cache
+shared by every build of a profiling run (in ``work_dir``), which makes
+building hundreds of block engines affordable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from export.onnx import to_onnx
+from export.tensorrt import TensorRTRunner, build_engine, import_tensorrt, require_cuda
+from latency.backends import BackendConfig
+from latency.device import describe_device
+from latency.timing import Timing, measure_stable, time_cuda
+
+
+class TensorRTBackend:
+    def __init__(self, config: BackendConfig, work_dir: Path | None) -> None:
+        self.trt = import_tensorrt()
+        require_cuda()
+        if config.device != "cuda":
+            raise ValueError("the tensorrt backend runs on the GPU; pass --device cuda")
+        if config.provider is not None:
+            raise ValueError(f"the tensorrt backend has no execution providers, got --provider {config.provider!r}")
+        self.config = config
+        self._tmp = tempfile.TemporaryDirectory(prefix="spos-trt-")
+        self.timing_cache = (Path(work_dir) if work_dir is not None else Path(self._tmp.name)) / "tensorrt-timing.cache"
+
+    def measure(self, model: nn.Module | str | os.PathLike, input_shape: Sequence[int]) -> Timing:
+        with tempfile.TemporaryDirectory(prefix="spos-trt-", dir=self._tmp.name) as tmp:
+            if isinstance(model, nn.Module):
+                onnx_path = to_onnx(
+                    model, Path(tmp) / "model.onnx", input_shape, max_batch=self.config.batch,
+                    dynamic_batch=False, fp16=self.config.precision == "fp16",
+                )
+                engine = build_engine(
+                    onnx_path, Path(tmp) / "model.engine", batch=self.config.batch,
+                    min_batch=self.config.batch, timing_cache_path=self.timing_cache,
+                )
+            else:
+                path = Path(model)
+                if path.suffix == ".onnx":
+                    engine = build_engine(
+                        path, Path(tmp) / "model.engine", batch=self.config.batch,
+                        min_batch=min(self.config.batch, 1), timing_cache_path=self.timing_cache,
+                    )
+                else:
+                    engine = path
+            runner = TensorRTRunner(engine)
+            x = torch.randn((self.config.batch, *input_shape), generator=torch.Generator().manual_seed(0))
+            runner.bind(x.to(runner.device))
+            settings = self.config.timing
+            return measure_stable(lambda: time_cuda(runner.execute, runner.stream, settings), settings)
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "backend": "tensorrt",
+            "backend_version": self.trt.__version__,
+            "provider": None,
+            "device": describe_device("cuda").to_dict(),
+            "precision": self.config.precision,
+            "batch": self.config.batch,
+            "threads": None,
+        }
+
+
+def create(config: BackendConfig, work_dir: Path | None) -> TensorRTBackend:
+    return TensorRTBackend(config, work_dir)

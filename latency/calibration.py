@@ -1,0 +1,160 @@
+"""From a sum of isolated block latencies to a whole-network latency: fitted linear corrections.
+
+A network is not the sum of its blocks measured alone: runtimes fuse
+across block boundaries, reorder layouts per isolated graph and pay a
+per-call overhead. Two linear models are fitted on whole-network
+measurements, by least squares on *relative* error (weights 1/measured,
+as MAPE is what is reported):
+
+- ``total``: latency = a * (sum of all entries) + b
+- ``stage``: latency = sum_s a_s * (sum of stage s's choice blocks) + b,
+  for runtimes whose isolated-block error differs by resolution/width.
+
+The one with the lower leave-one-out error is kept (the stage model only
+when it beats the total model clearly, since it has more parameters).
+Calibration archs are chosen to span the latency range (`stratified_archs`):
+uniformly sampled archs cluster within a few percent of each other and
+would leave the slope undetermined.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from spos.arch import Arch
+from spos.space import SearchSpace
+
+# The stage model must cut the leave-one-out error by this factor to be preferred.
+STAGE_MODEL_MARGIN = 0.9
+
+
+@dataclass(frozen=True)
+class Calibration:
+    model: str  # "total" or "stage"
+    scale: tuple[float, ...]  # one slope per feature group (1 for "total", one per stage for "stage")
+    offset: float  # ms
+    num_archs: int
+    fit_mape: float  # percent, on the calibration archs
+    loo_mape: float  # percent, leave-one-out on the calibration archs
+
+    def __post_init__(self) -> None:
+        if self.model not in ("total", "stage"):
+            raise ValueError(f"calibration model must be 'total' or 'stage', got {self.model!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scale"] = list(self.scale)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        data = dict(data)
+        data["scale"] = tuple(float(s) for s in data["scale"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    coef: np.ndarray  # slopes then intercept
+    fit_mape: float
+    loo_mape: float
+
+
+def _weighted_fit(features: np.ndarray, measured: np.ndarray) -> _Fit:
+    """Least squares on relative error, with the closed-form leave-one-out residuals."""
+    design = np.column_stack([features, np.ones(len(measured))])
+    w = 1.0 / measured
+    dw, yw = design * w[:, None], measured * w
+    coef, *_ = np.linalg.lstsq(dw, yw, rcond=None)
+    rel_err = dw @ coef - yw  # (pred - y) / y
+    # Leverages of the weighted design: LOO residual = residual / (1 - h_ii).
+    hat = dw @ np.linalg.pinv(dw.T @ dw) @ dw.T
+    leverage = np.clip(np.diag(hat), 0.0, 1.0 - 1e-9)
+    loo = rel_err / (1.0 - leverage)
+    return _Fit(coef, float(np.mean(np.abs(rel_err)) * 100), float(np.mean(np.abs(loo)) * 100))
+
+
+def fit_calibration(raw_total: Sequence[float], raw_stages: Sequence[Sequence[float]], measured: Sequence[float]) -> Calibration:
+    """Fit both models on K archs (raw block sums vs measured ms) and keep the better one."""
+    total = np.asarray(raw_total, dtype=float)
+    stages = np.asarray(raw_stages, dtype=float)
+    y = np.asarray(measured, dtype=float)
+    if total.ndim != 1 or len(total) != len(y) or stages.shape[0] != len(y):
+        raise ValueError(f"calibration inputs disagree in length: {len(total)} sums, {stages.shape[0]} stage rows, {len(y)} measurements")
+    if len(y) < 3:
+        raise ValueError(f"calibration needs at least 3 measured archs, got {len(y)}")
+    if np.any(y <= 0):
+        raise ValueError("calibration measurements must be positive milliseconds")
+    if np.ptp(total) <= 1e-9 * max(1.0, float(np.max(total))):
+        raise ValueError("calibration archs all have the same block sum; need archs spanning the latency range")
+
+    best_total = _weighted_fit(total[:, None], y)
+    chosen = Calibration("total", (float(best_total.coef[0]),), float(best_total.coef[1]), len(y),
+                         best_total.fit_mape, best_total.loo_mape)
+    # The stage model needs clearly more archs than parameters to be trusted.
+    if stages.ndim == 2 and stages.shape[1] > 1 and len(y) >= 2 * (stages.shape[1] + 1):
+        best_stage = _weighted_fit(stages, y)
+        if best_stage.loo_mape < STAGE_MODEL_MARGIN * best_total.loo_mape:
+            chosen = Calibration("stage", tuple(float(c) for c in best_stage.coef[:-1]), float(best_stage.coef[-1]),
+                                 len(y), best_stage.fit_mape, best_stage.loo_mape)
+    return chosen
+
+
+def block_options(space: SearchSpace, block_index: int) -> list[tuple[int, int | None]]:
+    """The distinct (op, channel) choices of a choice block (one channel for ops that do not search it)."""
+    block = space.blocks[block_index]
+    options = []
+    for o in block.candidates:
+        channels = space.channel_choices if space.num_channel_choices(o) > 1 else (space.default_channel,)
+        options.extend((o, c) for c in channels)
+    return options
+
+
+def stratified_archs(
+    space: SearchSpace,
+    option_cost: Sequence[dict[tuple[int, int | None], float]],
+    k: int,
+    rng: random.Random,
+    exclude: set[str] | frozenset[str] = frozenset(),
+    max_tries: int = 100,
+) -> list[Arch]:
+    """``k`` distinct archs whose costs spread from the cheapest to the most expensive of the space.
+
+    Arch j targets the quantile t_j (jittered inside stratum j of k); each
+    block picks an option with probability falling off with the distance of
+    the option's cost rank from t_j, so archs are diverse, not just the
+    cheapest-everything / dearest-everything corners. ``option_cost[i]``
+    maps block i's options to their (raw) cost.
+    """
+    if k < 1:
+        raise ValueError(f"number of archs must be at least 1, got {k}")
+    ranked = [sorted(costs, key=costs.__getitem__) for costs in option_cost]
+    chosen: list[Arch] = []
+    seen = set(exclude)
+    tries = 0
+    while len(chosen) < k:
+        tries += 1
+        if tries > k * max_tries:
+            raise ValueError(f"found only {len(chosen)} distinct archs of {k} asked for; the space is too small")
+        t = (len(chosen) + rng.random()) / k
+        picks = [_pick(options, t, rng) for options in ranked]
+        ops = tuple(o for o, _ in picks)
+        channels = tuple(c for _, c in picks) if space.searches_channels else None
+        arch = Arch(ops, channels).validated(space)
+        if str(arch) not in seen:
+            seen.add(str(arch))
+            chosen.append(arch)
+    return chosen
+
+
+def _pick(ranked_options: list[tuple[int, int | None]], t: float, rng: random.Random, width: float = 0.2):
+    n = len(ranked_options)
+    if n == 1:
+        return ranked_options[0]
+    weights = [math.exp(-(((i / (n - 1)) - t) ** 2) / (2 * width**2)) for i in range(n)]
+    return rng.choices(ranked_options, weights=weights)[0]

@@ -1,0 +1,234 @@
+"""Latency lookup table files: JSON with full provenance, written atomically, refused when they do not fit.
+
+A LUT holds, for one (device, backend, precision, batch, threads) and one
+search space: the median latency of every distinct block signature
+(plus stem and head), the whole-network measurements used to calibrate
+the block sum, the fitted calibration, and the validation figures.
+The space itself is embedded so that ``spos lut validate`` needs only the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from latency.calibration import Calibration
+from latency.timing import Timing, TimingSettings
+from spos.space import SearchSpace
+
+LUT_FORMAT = 1
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("spos-hw")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class MissingEntryError(ValueError):
+    """A signature the prediction needs was never measured into this LUT."""
+
+
+@dataclass(frozen=True)
+class LutMeta:
+    """Everything a measurement depends on; two LUTs are comparable only when these agree."""
+
+    space_name: str
+    space_hash: str
+    input_size: int
+    batch: int
+    backend: str
+    backend_version: str
+    provider: str | None
+    precision: str
+    threads: int | None
+    device: dict[str, Any]  # latency.device.DeviceInfo.to_dict()
+    timing: TimingSettings
+    tool_version: str = field(default_factory=tool_version)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def device_name(self) -> str:
+        return str(self.device.get("name", "unknown"))
+
+    def measurement_identity(self) -> dict[str, Any]:
+        """The fields that must match to merge measurements (resume) or to compare tables."""
+        return {
+            "space_hash": self.space_hash,
+            "input_size": self.input_size,
+            "batch": self.batch,
+            "backend": self.backend,
+            "backend_version": self.backend_version,
+            "provider": self.provider,
+            "precision": self.precision,
+            "threads": self.threads,
+            "device.name": self.device_name,
+            "timing": self.timing.to_dict(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "space_name": self.space_name,
+            "space_hash": self.space_hash,
+            "input_size": self.input_size,
+            "batch": self.batch,
+            "backend": self.backend,
+            "backend_version": self.backend_version,
+            "provider": self.provider,
+            "precision": self.precision,
+            "threads": self.threads,
+            "device": self.device,
+            "timing": self.timing.to_dict(),
+            "tool_version": self.tool_version,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LutMeta:
+        data = dict(data)
+        data["timing"] = TimingSettings.from_dict(data["timing"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Prediction vs whole-network measurement on archs never used for calibration."""
+
+    num_archs: int
+    mape: float  # mean |predicted - measured| / measured, in percent
+    max_error: float  # percent
+    within_5pct: float  # share of archs, 0..1
+    within_10pct: float
+    kendall_tau: float
+    noise_floor_mape: float  # percent: the same nets measured twice, |m1 - m2| / mean(m1, m2)
+    points: tuple[dict[str, Any], ...] = ()  # {arch, predicted_ms, measured_ms, repeat_ms}
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "num_archs": self.num_archs,
+            "mape": self.mape,
+            "max_error": self.max_error,
+            "within_5pct": self.within_5pct,
+            "within_10pct": self.within_10pct,
+            "kendall_tau": self.kendall_tau,
+            "noise_floor_mape": self.noise_floor_mape,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "points": list(self.points), "created": self.created}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
+        data = dict(data)
+        data["points"] = tuple(data.get("points", ()))
+        return cls(**data)
+
+
+@dataclass
+class Lut:
+    meta: LutMeta
+    space: dict[str, Any]  # SearchSpace.to_dict() of the profiled space
+    entries: dict[str, Timing] = field(default_factory=dict)  # signature key -> block timing
+    networks: dict[str, Timing] = field(default_factory=dict)  # arch string -> whole-network timing (calibration)
+    calibration: Calibration | None = None
+    validation: ValidationReport | None = None
+
+    # ---- look-ups ---------------------------------------------------------
+    def entry_ms(self, key: str) -> float:
+        try:
+            return self.entries[key].median_ms
+        except KeyError:
+            raise MissingEntryError(
+                f"LUT has no entry for signature {key!r} (profiled for space {self.meta.space_name!r}); re-run spos profile"
+            ) from None
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space, f"LUT space {self.meta.space_name!r}")
+
+    def check_compatible(
+        self,
+        space: SearchSpace,
+        *,
+        batch: int | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        device_name: str | None = None,
+    ) -> None:
+        """Refuse a LUT made for another space, resolution, batch, backend, precision or device, naming the field."""
+        expected: list[tuple[str, Any, Any]] = [
+            ("input_size", self.meta.input_size, space.input_size),
+            ("space_hash", self.meta.space_hash, space.hash),
+        ]
+        for name, want in (("batch", batch), ("backend", backend), ("precision", precision), ("device.name", device_name)):
+            if want is not None:
+                have = self.meta.device_name if name == "device.name" else getattr(self.meta, name)
+                expected.append((name, have, want))
+        for name, have, want in expected:
+            if have != want:
+                raise ValueError(
+                    f"LUT does not fit: field {name!r} is {have!r} in the LUT but {want!r} is needed "
+                    f"(LUT profiled for space {self.meta.space_name!r}, asked for {space.name!r})"
+                )
+
+    # ---- files ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": LUT_FORMAT,
+            "meta": self.meta.to_dict(),
+            "space": self.space,
+            "entries": {k: t.to_dict() for k, t in sorted(self.entries.items())},
+            "networks": {k: t.to_dict() for k, t in self.networks.items()},
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "validation": self.validation.to_dict() if self.validation else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "LUT") -> Lut:
+        if not isinstance(data, dict) or data.get("format") != LUT_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{source}: not a LUT of format {LUT_FORMAT} (found format {found!r})")
+        try:
+            return cls(
+                meta=LutMeta.from_dict(data["meta"]),
+                space=data["space"],
+                entries={k: Timing.from_dict(v) for k, v in data["entries"].items()},
+                networks={k: Timing.from_dict(v) for k, v in data.get("networks", {}).items()},
+                calibration=Calibration.from_dict(data["calibration"]) if data.get("calibration") else None,
+                validation=ValidationReport.from_dict(data["validation"]) if data.get("validation") else None,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{source}: malformed LUT ({exc.__class__.__name__}: {exc})") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: an interrupted profile leaves the previous complete file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_dict(), f, indent=1)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Lut:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"LUT file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, str(path))

@@ -1,0 +1,94 @@
+"""Predict an architecture's latency from a LUT: calibrated sum of per-block entries.
+
+The prediction is separable: ``predictor(arch) == predictor.base_ms +
+sum_i predictor.block_ms[i][(op, channel)]``, so a searcher can compute
+the cheapest reachable latency of a partial arch exactly (`min_ms`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from latency.calibration import block_options
+from latency.lut import Lut
+from spos.arch import Arch
+from spos.signature import block_signature, fixed_signatures, head_signature, stem_signature
+from spos.space import SearchSpace
+
+Option = tuple[int, "int | None"]
+
+
+def stage_of_blocks(space: SearchSpace) -> tuple[int, ...]:
+    return tuple(s for s, stage in enumerate(space.stages) for _ in range(stage.repeats))
+
+
+def raw_tables(lut: Lut, space: SearchSpace) -> tuple[float, list[dict[Option, float]]]:
+    """(uncalibrated ms of stem + fixed blocks + head, per choice block {(op, channel): entry ms})."""
+    fixed = lut.entry_ms(stem_signature(space).key) + lut.entry_ms(head_signature(space).key)
+    fixed += sum(lut.entry_ms(sig.key) for sig in fixed_signatures(space))
+    tables = []
+    for i, block in enumerate(space.blocks):
+        table: dict[Option, float] = {}
+        for o, c in block_options(space, i):
+            ms = lut.entry_ms(block_signature(space, block, space.ops[o], c).key)
+            # Ops without channel search ignore the channel index: accept any.
+            for channel in space.channel_choices if space.num_channel_choices(o) == 1 else (c,):
+                table[(o, channel)] = ms
+        tables.append(table)
+    return fixed, tables
+
+
+class LatencyPredictor:
+    """``predictor(arch) -> ms`` for one space, from a calibrated LUT."""
+
+    def __init__(self, lut: Lut, space: SearchSpace) -> None:
+        lut.check_compatible(space)
+        if lut.calibration is None:
+            raise ValueError("LUT has no calibration (profiling did not finish); re-run spos profile with the same --out to complete it")
+        self.lut = lut
+        self.space = space
+        self.calibration = lut.calibration
+        self.raw_fixed_ms, self.raw_block_ms = raw_tables(lut, space)
+        stages = stage_of_blocks(space)
+        cal = self.calibration
+        if cal.model == "total":
+            (a,) = cal.scale
+            self.base_ms = a * self.raw_fixed_ms + cal.offset
+            self.block_ms = [{k: a * v for k, v in t.items()} for t in self.raw_block_ms]
+        else:
+            if len(cal.scale) != len(space.stages):
+                raise ValueError(f"LUT stage calibration has {len(cal.scale)} slopes, space has {len(space.stages)} stages")
+            self.base_ms = cal.offset
+            self.block_ms = [{k: cal.scale[stages[i]] * v for k, v in t.items()} for i, t in enumerate(self.raw_block_ms)]
+
+    @classmethod
+    def from_file(cls, path: str | Path, space: SearchSpace) -> LatencyPredictor:
+        return cls(Lut.load(path), space)
+
+    def _options(self, arch: Arch) -> list[Option]:
+        channels = arch.channels or (None,) * len(arch.ops)
+        if len(arch.ops) != len(self.block_ms):
+            raise ValueError(f"arch {arch} has {len(arch.ops)} blocks; space {self.space.name!r} has {len(self.block_ms)}")
+        return list(zip(arch.ops, channels))
+
+    def __call__(self, arch: Arch) -> float:
+        """Calibrated latency in ms of a validated arch."""
+        return self.base_ms + sum(t[o] for t, o in zip(self.block_ms, self._options(arch)))
+
+    def raw_ms(self, arch: Arch) -> float:
+        """Uncalibrated sum of the arch's entries (stem, fixed blocks and head included)."""
+        return self.raw_fixed_ms + sum(t[o] for t, o in zip(self.raw_block_ms, self._options(arch)))
+
+    def raw_stage_ms(self, arch: Arch) -> list[float]:
+        """Uncalibrated entry sums of the choice blocks of each stage (the stage model's features)."""
+        sums = [0.0] * len(self.space.stages)
+        for stage, t, o in zip(stage_of_blocks(self.space), self.raw_block_ms, self._options(arch)):
+            sums[stage] += t[o]
+        return sums
+
+    def min_ms(self) -> float:
+        """The lowest latency any arch of the space is predicted to reach."""
+        return self.base_ms + sum(min(t.values()) for t in self.block_ms)
+
+    def max_ms(self) -> float:
+        return self.base_ms + sum(max(t.values()) for t in self.block_ms)

@@ -1,0 +1,171 @@
+"""Profile a device into a LUT: every distinct block signature once, then a whole-network calibration.
+
+Resumable: the LUT file is rewritten atomically after every measurement,
+and a rerun with the same ``out`` skips what it already holds (refusing a
+file measured under other settings, naming the field).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from torch import nn
+from tqdm import tqdm
+
+from latency.backends import Backend, BackendConfig, get_backend
+from latency.backends.torch import torch_threads
+from latency.calibration import Calibration, fit_calibration, stratified_archs
+from latency.lut import Lut, LutMeta
+from latency.predictor import raw_tables, stage_of_blocks
+from spos.arch import Arch
+from spos.blocks import Block
+from spos.network import StaticNet, build_head, build_stem
+from spos.signature import fixed_signatures, head_signature, stem_signature, unique_signatures
+from spos.space import SearchSpace
+
+DEFAULT_CALIBRATION_ARCHS = 20
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    path: Path
+    num_entries: int
+    measured_entries: int  # in this run (the rest came from a resumed file)
+    measured_networks: int
+    calibration: Calibration
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class ProfileItem:
+    """One thing to measure: its LUT key, a module factory and the per-sample input shape."""
+
+    key: str
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+
+
+def profile_items(space: SearchSpace) -> list[ProfileItem]:
+    """Stem, fixed blocks, every distinct choice-block signature, head."""
+    stem = stem_signature(space)
+    head = head_signature(space)
+    items = [ProfileItem(stem.key, lambda: build_stem(space, True), (stem.c_in, stem.in_size, stem.in_size))]
+    for sig in (*fixed_signatures(space), *unique_signatures(space)):
+        items.append(ProfileItem(sig.key, lambda s=sig: Block(s.layout), sig.input_shape))
+    items.append(ProfileItem(head.key, lambda: build_head(space, True), (head.c_in, head.in_size, head.in_size)))
+    return list({item.key: item for item in items}.values())  # fixed blocks may repeat a choice signature
+
+
+def network_input_shape(space: SearchSpace) -> tuple[int, int, int]:
+    return (space.in_channels, space.input_size, space.input_size)
+
+
+@contextlib.contextmanager
+def measurement_threads(config: BackendConfig) -> Iterator[None]:
+    """Pin torch's threads too on CPU: ONNX export traces in torch, and spinning torch threads skew timings."""
+    if config.device == "cpu":
+        with torch_threads(config.threads):
+            yield
+    else:
+        yield
+
+
+def new_meta(space: SearchSpace, backend: Backend) -> LutMeta:
+    p = backend.provenance()
+    return LutMeta(
+        space_name=space.name, space_hash=space.hash, input_size=space.input_size, batch=p["batch"],
+        backend=p["backend"], backend_version=p["backend_version"], provider=p["provider"],
+        precision=p["precision"], threads=p["threads"], device=p["device"], timing=backend.config.timing,
+    )
+
+
+def _open_lut(out: Path, space: SearchSpace, meta: LutMeta, resume: bool) -> Lut:
+    if not (resume and out.is_file()):
+        return Lut(meta, space.to_dict())
+    lut = Lut.load(out)
+    have, want = lut.meta.measurement_identity(), meta.measurement_identity()
+    for name in want:
+        if have[name] != want[name]:
+            raise ValueError(
+                f"{out}: existing LUT was measured with {name}={have[name]!r}, this run uses {want[name]!r}; "
+                "choose another --out or delete the file"
+            )
+    return lut
+
+
+def measure_networks(
+    backend: Backend, space: SearchSpace, archs: list[Arch], desc: str, progress: bool = True
+) -> list[float]:
+    shape = network_input_shape(space)
+    times = []
+    for arch in tqdm(archs, desc=desc, unit="net", disable=not progress, leave=False):
+        times.append(backend.measure(StaticNet(space, arch), shape).median_ms)
+    return times
+
+
+def calibration_archs(lut: Lut, space: SearchSpace, k: int, seed: int, exclude: frozenset[str] = frozenset()) -> list[Arch]:
+    _, tables = raw_tables(lut, space)
+    return stratified_archs(space, tables, k, random.Random(seed), exclude)
+
+
+def profile_space(
+    space: SearchSpace,
+    config: BackendConfig,
+    out: str | Path,
+    *,
+    calibration_archs_count: int = DEFAULT_CALIBRATION_ARCHS,
+    seed: int = 0,
+    resume: bool = True,
+    progress: bool = True,
+) -> ProfileResult:
+    """Measure ``space``'s blocks and ``calibration_archs_count`` whole networks with ``config``; write the LUT to ``out``."""
+    if calibration_archs_count < 3:
+        raise ValueError(f"calibration needs at least 3 archs, got {calibration_archs_count}")
+    out = Path(out)
+    start = time.perf_counter()
+    backend = get_backend(
+        config.name, device=config.device, provider=config.provider, batch=config.batch,
+        precision=config.precision, threads=config.threads, timing=config.timing, work_dir=out.parent,
+    )
+    lut = _open_lut(out, space, new_meta(space, backend), resume)
+    measured_entries = measured_networks = 0
+    with measurement_threads(backend.config):
+        todo = [item for item in profile_items(space) if item.key not in lut.entries]
+        for item in tqdm(todo, desc=f"profile {space.name} blocks", unit="sig", disable=not progress):
+            lut.entries[item.key] = backend.measure(item.build(), item.input_shape)
+            measured_entries += 1
+            lut.save(out)
+
+        archs = calibration_archs(lut, space, calibration_archs_count, seed)
+        shape = network_input_shape(space)
+        for arch in tqdm(archs, desc="calibration networks", unit="net", disable=not progress):
+            if str(arch) not in lut.networks:
+                lut.networks[str(arch)] = backend.measure(StaticNet(space, arch), shape)
+                measured_networks += 1
+                lut.save(out)
+
+    lut.calibration = fit_lut_calibration(lut, space, archs)
+    lut.validation = None  # a new calibration invalidates earlier validation figures
+    lut.save(out)
+    total = len(profile_items(space))
+    return ProfileResult(out, total, measured_entries, measured_networks, lut.calibration, time.perf_counter() - start)
+
+
+def fit_lut_calibration(lut: Lut, space: SearchSpace, archs: list[Arch]) -> Calibration:
+    fixed, tables = raw_tables(lut, space)
+    stages = stage_of_blocks(space)
+    raw_total, raw_stages, measured = [], [], []
+    for arch in archs:
+        options = list(zip(arch.ops, arch.channels or (None,) * len(arch.ops)))
+        per_stage = [0.0] * len(space.stages)
+        for i, option in enumerate(options):
+            per_stage[stages[i]] += tables[i][option]
+        raw_total.append(fixed + sum(per_stage))
+        raw_stages.append(per_stage)
+        measured.append(lut.networks[str(arch)].median_ms)
+    return fit_calibration(raw_total, raw_stages, measured)

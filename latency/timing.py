@@ -1,0 +1,133 @@
+"""How one latency is measured: warm up, size the run count from a minimum time, median and spread.
+
+Every backend times through these functions so that a LUT entry, a
+whole-network validation run and ``spos bench`` mean the same thing:
+the median wall time of one synchronous inference of a batch, after
+warm-up. CPU runs are timed with ``time.perf_counter``; GPU runs with CUDA
+events recorded on the (non-default) stream the work is enqueued on, and
+each run is synchronized so a run's time is that of an isolated inference.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """Measurement method; stored in every LUT so that tables are comparable.
+
+    ``max_cv``: a measurement whose coefficient of variation exceeds it is
+    repeated up to ``retries`` times and the steadiest attempt kept (trtexec
+    warns above 2.5% on GPUs; shared CPUs need more slack).
+    """
+
+    warmup_s: float = 0.05
+    min_time_s: float = 0.2
+    min_runs: int = 10
+    max_runs: int = 2000
+    max_cv: float = 0.10
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.warmup_s < 0 or self.min_time_s <= 0:
+            raise ValueError(f"warmup_s must be >= 0 and min_time_s > 0, got {self.warmup_s} and {self.min_time_s}")
+        if not 1 <= self.min_runs <= self.max_runs:
+            raise ValueError(f"need 1 <= min_runs <= max_runs, got {self.min_runs} and {self.max_runs}")
+        if self.max_cv <= 0 or self.retries < 0:
+            raise ValueError(f"max_cv must be > 0 and retries >= 0, got {self.max_cv} and {self.retries}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TimingSettings:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Summary of one measurement: median and interquartile range in ms, run count, coefficient of variation."""
+
+    median_ms: float
+    iqr_ms: float
+    n: int
+    cv: float
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float]) -> Timing:
+        if not samples_ms:
+            raise ValueError("no timing samples")
+        n = len(samples_ms)
+        if n == 1:
+            return cls(samples_ms[0], 0.0, 1, 0.0)
+        q1, _, q3 = statistics.quantiles(samples_ms, n=4, method="inclusive")
+        mean = statistics.fmean(samples_ms)
+        cv = statistics.stdev(samples_ms) / mean if mean > 0 else 0.0
+        return cls(statistics.median(samples_ms), q3 - q1, n, cv)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "n": self.n, "cv": self.cv}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timing:
+        return cls(float(data["median_ms"]), float(data["iqr_ms"]), int(data["n"]), float(data["cv"]))
+
+
+def _run_count(per_run_s: float, settings: TimingSettings) -> int:
+    wanted = math.ceil(settings.min_time_s / max(per_run_s, 1e-9))
+    return max(settings.min_runs, min(settings.max_runs, wanted))
+
+
+def time_cpu(run: Callable[[], Any], settings: TimingSettings) -> Timing:
+    """Time a synchronous call with ``perf_counter``; warm-up also estimates the run count."""
+    warm_start = time.perf_counter()
+    warm_runs = 0
+    while warm_runs < 2 or time.perf_counter() - warm_start < settings.warmup_s:
+        run()
+        warm_runs += 1
+    per_run = (time.perf_counter() - warm_start) / warm_runs
+    samples = []
+    for _ in range(_run_count(per_run, settings)):
+        start = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return Timing.from_samples(samples)
+
+
+def time_cuda(run: Callable[[], Any], stream: torch.cuda.Stream, settings: TimingSettings) -> Timing:
+    """Time GPU work that ``run`` enqueues on ``stream`` with CUDA events on that stream."""
+    warm_start = time.perf_counter()
+    warm_runs = 0
+    while warm_runs < 2 or time.perf_counter() - warm_start < settings.warmup_s:
+        run()
+        stream.synchronize()
+        warm_runs += 1
+    per_run = (time.perf_counter() - warm_start) / warm_runs
+    samples = []
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(_run_count(per_run, settings)):
+        start.record(stream)
+        run()
+        end.record(stream)
+        end.synchronize()
+        samples.append(start.elapsed_time(end))
+    return Timing.from_samples(samples)
+
+
+def measure_stable(measure: Callable[[], Timing], settings: TimingSettings) -> Timing:
+    """Repeat a noisy measurement (CV above ``settings.max_cv``) up to ``settings.retries`` times; keep the steadiest."""
+    best = measure()
+    for _ in range(settings.retries):
+        if best.cv <= settings.max_cv:
+            break
+        again = measure()
+        if again.cv < best.cv:
+            best = again
+    return best
