@@ -23,11 +23,12 @@ from spos.cost import CostModel
 @runtime_checkable
 class ReachableRange(Protocol):
     """What a latency predictor may expose so that its budget can be checked exactly:
-    the smallest and largest value any arch of its space reaches."""
+    the lowest and highest latency any arch of its space reaches (as
+    `latency.predictor.LatencyPredictor` does from its per-block tables)."""
 
-    def cheapest(self) -> float: ...
+    def min_ms(self) -> float: ...
 
-    def largest(self) -> float: ...
+    def max_ms(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def latency_constraint(
     """
     reachable_min = reachable_max = None
     if isinstance(predictor, ReachableRange):
-        reachable_min, reachable_max = float(predictor.cheapest()), float(predictor.largest())
+        reachable_min, reachable_max = float(predictor.min_ms()), float(predictor.max_ms())
     return Constraint(f"latency:{name}", predictor, upper, lower, "ms", reachable_min, reachable_max)
 
 

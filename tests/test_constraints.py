@@ -27,10 +27,10 @@ class BlockSumPredictor:
     def __call__(self, arch: Arch) -> float:
         return 1.0 + 0.1 * sum(arch.ops) + 0.05 * sum(arch.channels or ())
 
-    def cheapest(self) -> float:
+    def min_ms(self) -> float:
         return 1.0
 
-    def largest(self) -> float:
+    def max_ms(self) -> float:
         n = self.space.num_blocks
         return 1.0 + 0.1 * (len(self.space.ops) - 1) * n + 0.05 * (len(self.space.channel_multipliers) - 1) * n
 
