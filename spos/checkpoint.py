@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from spos.space import SearchSpace
+
+if TYPE_CHECKING:
+    from spos.config import TrainConfig
+    from spos.supernet import Supernet
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
@@ -44,3 +51,52 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a {what} dict, got {type(data).__name__}")
     return data
+
+
+# ---- trained supernets ----------------------------------------------------------------
+
+SUPERNET_FORMAT = "spos-supernet/1"
+
+
+@dataclass
+class LoadedSupernet:
+    supernet: Supernet
+    space: SearchSpace
+    config: TrainConfig
+    step: int
+
+
+def supernet_payload(supernet: Supernet, config: TrainConfig, step: int) -> dict[str, Any]:
+    """What ``RUN_DIR/supernet.pt`` holds: weights, the space itself, the resolved config."""
+    return {
+        "format": SUPERNET_FORMAT,
+        "model": supernet.state_dict(),
+        "bn_affine": supernet.bn_affine,
+        "space": supernet.space.to_dict(),
+        "config": config.to_dict(),
+        "step": step,
+    }
+
+
+def load_supernet(path: str | Path) -> LoadedSupernet:
+    """Rebuild a trained supernet from ``supernet.pt`` (or a training ``checkpoint.pt``).
+
+    The space comes from the file, not from the YAML it was once read from,
+    so the supernet loads even where that file changed or is absent.
+    """
+    path = Path(path)
+    data = load_checkpoint(path, "supernet checkpoint")
+    missing = [k for k in ("model", "space", "config") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: not a supernet checkpoint (no {missing[0]!r}); expected the supernet.pt of `spos train`")
+    from spos.config import TrainConfig
+    from spos.supernet import Supernet
+
+    space = SearchSpace.from_dict(data["space"], f"{path} space")
+    config = TrainConfig.from_dict(data["config"], where=f"{path} config", space=space)
+    supernet = Supernet(space, bn_affine=bool(data.get("bn_affine", False)))
+    try:
+        supernet.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit the stored space ({str(exc).splitlines()[0][:200]})") from None
+    return LoadedSupernet(supernet.eval(), space, config, int(data.get("step", 0)))

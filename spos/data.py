@@ -1,0 +1,348 @@
+"""Datasets for supernet training and search: digits, CIFAR-10, any ImageFolder.
+
+Three splits, as in the SPOS paper:
+
+- ``train``: the training images minus ``search_val``, with augmentation;
+- ``search_val``: ``search_val_per_class`` images per class carved out of the
+  training set with a fixed seed (class-balanced), without augmentation;
+  candidates are scored on it during the search;
+- ``test``: the dataset's own validation split, untouched, for final numbers.
+
+Augmentation (random crop with zero padding, optional horizontal flip) draws
+its randomness from a generator seeded by (seed, epoch, sample index), not
+from the global RNG: a sample looks the same whatever the worker count, the
+rank, or where a resumed run restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torch.utils.data import DataLoader, Dataset, Subset
+
+DATASETS = ("digits", "cifar10", "imagefolder")
+
+# Per-channel statistics used for normalization.
+_CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The digits "original test split": a fixed stratified 20%, independent of any seed option.
+_DIGITS_TEST_FRACTION, _DIGITS_TEST_SEED = 0.2, 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are prepared.
+
+    ``root`` is required for ``imagefolder`` (holding ``train/`` and ``val/``)
+    and ``cifar10`` (torchvision's folder; ``download: true`` fetches it).
+    ``hflip`` defaults to on, except for digits (a mirrored 2 is no 2).
+    ``crop_padding`` defaults to ``input_size // 8`` (4 at 32x32, as for CIFAR).
+    """
+
+    dataset: str = "digits"
+    root: Path | None = None
+    download: bool = False
+    input_size: int = 32
+    in_channels: int = 3
+    search_val_per_class: int = 50
+    split_seed: int = 0
+    augment: bool = True
+    hflip: bool | None = None
+    crop_padding: int | None = None
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset: unknown dataset {self.dataset!r}; expected one of: {', '.join(DATASETS)}")
+        if self.dataset in ("imagefolder", "cifar10") and self.root is None:
+            raise ValueError(f"data.root: required for dataset {self.dataset!r}")
+        for name in ("input_size", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name}: expected a positive integer, got {getattr(self, name)}")
+        for name in ("search_val_per_class", "workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"data.{name}: expected a non-negative integer, got {getattr(self, name)}")
+        if self.crop_padding is not None and self.crop_padding < 0:
+            raise ValueError(f"data.crop_padding: expected a non-negative integer, got {self.crop_padding}")
+
+    @property
+    def flips(self) -> bool:
+        return self.hflip if self.hflip is not None else self.dataset != "digits"
+
+    @property
+    def padding(self) -> int:
+        return self.crop_padding if self.crop_padding is not None else self.input_size // 8
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["root"] = str(self.root) if self.root is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None, where: str = "data") -> DataConfig:
+        """Validate a mapping (e.g. a YAML ``data:`` section); a relative ``root``
+        resolves against ``base_dir`` (the config file's folder)."""
+        from spos.config import parse_fields  # config imports data; keep the cycle one-way at import time
+
+        values = parse_fields(cls, data, where)
+        if values.get("root") is not None:
+            root = Path(values["root"]).expanduser()
+            values["root"] = (base_dir / root if base_dir is not None and not root.is_absolute() else root).resolve()
+        return cls(**values)
+
+
+@dataclass
+class DataSplits:
+    train: Dataset
+    search_val: Dataset
+    test: Dataset
+    num_classes: int
+    in_channels: int
+    input_size: int
+    class_names: tuple[str, ...] = field(default=())
+
+
+# ---- samples and augmentation ------------------------------------------------------
+
+
+class SeededAugment:
+    """Random crop (zero padding) + optional horizontal flip from an explicit generator."""
+
+    def __init__(self, size: int, padding: int, flip: bool) -> None:
+        self.size, self.padding, self.flip = size, padding, flip
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.padding:
+            image = F.pad(image, (self.padding,) * 4)
+            slack = image.shape[-1] - self.size
+            top, left = (int(v) for v in torch.randint(0, slack + 1, (2,), generator=generator))
+            image = image[..., top : top + self.size, left : left + self.size]
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
+            image = image.flip(-1)
+        return image
+
+
+class ImageDataset(Dataset):
+    """Samples of ``source`` (index -> (float image in [0, 1], label)), optionally
+    augmented, then normalized. Set ``epoch`` before iterating to change the draw."""
+
+    def __init__(
+        self,
+        source: Callable[[int], tuple[torch.Tensor, int]],
+        length: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: SeededAugment | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.source, self.length = source, length
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.source(index)
+        if self.augment is not None:
+            generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index))
+            image = self.augment(image, generator)
+        return (image - self.mean) / self.std, label
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers; stable across processes (unlike ``hash``)."""
+    digest = hashlib.blake2b(",".join(map(str, values)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def set_epoch(dataset: Dataset, epoch: int) -> None:
+    """Select the augmentation draw of ``epoch`` (through `Subset` wrappers)."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    if isinstance(dataset, ImageDataset):
+        dataset.epoch = epoch
+
+
+# ---- splits --------------------------------------------------------------------
+
+
+def balanced_holdout(labels: Sequence[int], per_class: int, seed: int) -> tuple[list[int], list[int]]:
+    """Split indices into (rest, holdout) with ``per_class`` holdout images of every class."""
+    generator = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(i)
+    holdout: list[int] = []
+    for label in sorted(by_class):
+        members = by_class[label]
+        if len(members) <= per_class:
+            raise ValueError(
+                f"data.search_val_per_class: {per_class} images of class {label} requested, "
+                f"but the training split has only {len(members)}; expected fewer"
+            )
+        order = torch.randperm(len(members), generator=generator).tolist()
+        holdout += [members[j] for j in order[:per_class]]
+    held = set(holdout)
+    return [i for i in range(len(labels)) if i not in held], sorted(holdout)
+
+
+def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey -> ``channels`` by repetition, RGB -> grey by averaging; else unchanged."""
+    if image.shape[0] == channels:
+        return image
+    if image.shape[0] == 1:
+        return image.expand(channels, -1, -1).contiguous()
+    if channels == 1:
+        return image.mean(0, keepdim=True)
+    raise ValueError(f"data.in_channels: cannot turn {image.shape[0]}-channel images into {channels} channels")
+
+
+class TensorSource:
+    """Samples from an in-memory image tensor (N, C, H, W) in [0, 1]."""
+
+    def __init__(self, images: torch.Tensor, labels: Sequence[int], channels: int) -> None:
+        self.images, self.labels, self.channels = images, list(labels), channels
+
+    def __call__(self, i: int) -> tuple[torch.Tensor, int]:
+        return _to_channels(self.images[i], self.channels), self.labels[i]
+
+
+class PILSource:
+    """Samples decoded to PIL by ``loader`` (a path or array in, an image out), resized if needed."""
+
+    def __init__(self, samples: Sequence[tuple[Any, int]], loader: Callable[[Any], Any], cfg: DataConfig) -> None:
+        self.samples, self.loader = samples, loader
+        self.size, self.channels = cfg.input_size, cfg.in_channels
+
+    def __call__(self, i: int) -> tuple[torch.Tensor, int]:
+        item, label = self.samples[i]
+        image = TF.to_tensor(self.loader(item))
+        if image.shape[-2:] != (self.size, self.size):
+            image = TF.center_crop(TF.resize(image, self.size, antialias=True), self.size)
+        return _to_channels(image, self.channels), label
+
+
+@dataclass
+class _Raw:
+    """A dataset before splitting and normalization."""
+
+    train: Callable[[int], tuple[torch.Tensor, int]]
+    train_labels: list[int]
+    test: Callable[[int], tuple[torch.Tensor, int]]
+    test_labels: list[int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+
+
+def _digits(cfg: DataConfig) -> _Raw:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    # Resized once, up front: 1797 small images fit in memory at any size used here.
+    images = F.interpolate(images, size=(cfg.input_size, cfg.input_size), mode="bilinear", align_corners=False)
+    images = images.clamp_(0, 1)
+    labels = [int(y) for y in digits.target]
+    train_idx, test_idx = train_test_split(
+        list(range(len(labels))), test_size=_DIGITS_TEST_FRACTION, random_state=_DIGITS_TEST_SEED, stratify=labels
+    )
+    train_images = images[train_idx]
+    # Statistics of the resized training images (resizing changes the spread).
+    mean, std = (float(train_images.mean()),) * cfg.in_channels, (float(train_images.std()),) * cfg.in_channels
+    train_labels, test_labels = [labels[i] for i in train_idx], [labels[i] for i in test_idx]
+    return _Raw(
+        TensorSource(train_images, train_labels, cfg.in_channels), train_labels,
+        TensorSource(images[test_idx], test_labels, cfg.in_channels), test_labels,
+        mean, std, tuple(map(str, range(10))),
+    )
+
+
+def _imagefolder(cfg: DataConfig) -> _Raw:
+    from torchvision.datasets import ImageFolder
+
+    assert cfg.root is not None
+    if not cfg.root.is_dir():
+        raise FileNotFoundError(f"data.root: folder not found: {cfg.root}")
+    splits = {}
+    for split in ("train", "val"):
+        folder = cfg.root / split
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data.root: {cfg.root} has no {split}/ folder; expected {split}/<class>/<image>")
+        splits[split] = ImageFolder(str(folder))
+    train, val = splits["train"], splits["val"]
+    if train.classes != val.classes:
+        raise ValueError(f"data.root: train/ and val/ of {cfg.root} have different class folders")
+    # Ten classes: most likely a CIFAR-10 subset; otherwise natural images at large.
+    mean, std = (_CIFAR10_MEAN, _CIFAR10_STD) if len(train.classes) == 10 else (_IMAGENET_MEAN, _IMAGENET_STD)
+    if cfg.in_channels == 1:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    return _Raw(
+        PILSource(train.samples, train.loader, cfg), list(train.targets),
+        PILSource(val.samples, val.loader, cfg), list(val.targets),
+        mean, std, tuple(train.classes),
+    )
+
+
+def _cifar10(cfg: DataConfig) -> _Raw:
+    from torchvision.datasets import CIFAR10
+
+    assert cfg.root is not None
+    try:
+        train = CIFAR10(str(cfg.root), train=True, download=cfg.download)
+        test = CIFAR10(str(cfg.root), train=False, download=cfg.download)
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted."
+        raise FileNotFoundError(
+            f"data.root: no CIFAR-10 found in {cfg.root}; set data.download: true to fetch it"
+        ) from None
+    mean, std = (_CIFAR10_MEAN, _CIFAR10_STD) if cfg.in_channels == 3 else ((0.4734,), (0.2516,))
+
+    def source(ds) -> PILSource:
+        return PILSource([(img, int(y)) for img, y in zip(ds.data, ds.targets)], TF.to_pil_image, cfg)
+
+    return _Raw(source(train), list(train.targets), source(test), list(test.targets), mean, std, tuple(train.classes))
+
+
+def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
+    """Build the three splits; ``seed`` selects the augmentation draws (not the split)."""
+    raw = {"digits": _digits, "imagefolder": _imagefolder, "cifar10": _cifar10}[cfg.dataset](cfg)
+    augment = SeededAugment(cfg.input_size, cfg.padding, cfg.flips) if cfg.augment else None
+    train_all = ImageDataset(raw.train, len(raw.train_labels), raw.mean, raw.std, augment, seed)
+    plain_train = ImageDataset(raw.train, len(raw.train_labels), raw.mean, raw.std)
+    rest, holdout = balanced_holdout(raw.train_labels, cfg.search_val_per_class, cfg.split_seed)
+    return DataSplits(
+        train=Subset(train_all, rest),
+        search_val=Subset(plain_train, holdout),
+        test=ImageDataset(raw.test, len(raw.test_labels), raw.mean, raw.std),
+        num_classes=len(raw.classes),
+        in_channels=cfg.in_channels,
+        input_size=cfg.input_size,
+        class_names=raw.classes,
+    )
+
+
+def fixed_batches(
+    dataset: Dataset, num_batches: int, batch_size: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``num_batches`` batches of distinct random samples, drawn with ``seed`` and held in memory.
+
+    The same arguments always give the same tensors, so every candidate of a
+    search is recalibrated / scored on identical images.
+    """
+    if num_batches < 1 or batch_size < 1:
+        raise ValueError(f"fixed_batches: expected positive num_batches and batch_size, got {num_batches}, {batch_size}")
+    needed = num_batches * batch_size
+    if needed > len(dataset):
+        raise ValueError(f"fixed_batches: {num_batches} x {batch_size} images requested, the split has {len(dataset)}")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:needed].tolist()
+    loader = DataLoader(Subset(dataset, order), batch_size=batch_size, shuffle=False, num_workers=0)
+    return [(images, torch.as_tensor(labels)) for images, labels in loader]
