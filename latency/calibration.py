@@ -99,7 +99,8 @@ def fit_calibration(raw_total: Sequence[float], raw_stages: Sequence[Sequence[fl
     # The stage model needs clearly more archs than parameters to be trusted.
     if stages.ndim == 2 and stages.shape[1] > 1 and len(y) >= 2 * (stages.shape[1] + 1):
         best_stage = _weighted_fit(stages, y)
-        if best_stage.loo_mape < STAGE_MODEL_MARGIN * best_total.loo_mape:
+        # (The small absolute margin keeps exact fits, both ~0, on the simpler model.)
+        if best_stage.loo_mape < STAGE_MODEL_MARGIN * best_total.loo_mape - 1e-6:
             chosen = Calibration("stage", tuple(float(c) for c in best_stage.coef[:-1]), float(best_stage.coef[-1]),
                                  len(y), best_stage.fit_mape, best_stage.loo_mape)
     return chosen
@@ -125,15 +126,15 @@ def stratified_archs(
 ) -> list[Arch]:
     """``k`` distinct archs whose costs spread from the cheapest to the most expensive of the space.
 
-    Arch j targets the quantile t_j (jittered inside stratum j of k); each
-    block picks an option with probability falling off with the distance of
-    the option's cost rank from t_j, so archs are diverse, not just the
+    Arch j targets the cost fraction t_j (jittered inside stratum j of k);
+    each block picks an option with probability falling off with the
+    distance of the option's cost, scaled to 0..1 within the block, from t_j, so archs are diverse, not just the
     cheapest-everything / dearest-everything corners. ``option_cost[i]``
     maps block i's options to their (raw) cost.
     """
     if k < 1:
         raise ValueError(f"number of archs must be at least 1, got {k}")
-    ranked = [sorted(costs, key=costs.__getitem__) for costs in option_cost]
+    positions = [_cost_positions(costs) for costs in option_cost]
     chosen: list[Arch] = []
     seen = set(exclude)
     tries = 0
@@ -142,7 +143,7 @@ def stratified_archs(
         if tries > k * max_tries:
             raise ValueError(f"found only {len(chosen)} distinct archs of {k} asked for; the space is too small")
         t = (len(chosen) + rng.random()) / k
-        picks = [_pick(options, t, rng) for options in ranked]
+        picks = [_pick(options, t, rng) for options in positions]
         ops = tuple(o for o, _ in picks)
         channels = tuple(c for _, c in picks) if space.searches_channels else None
         arch = Arch(ops, channels).validated(space)
@@ -152,9 +153,16 @@ def stratified_archs(
     return chosen
 
 
-def _pick(ranked_options: list[tuple[int, int | None]], t: float, rng: random.Random, width: float = 0.2):
-    n = len(ranked_options)
-    if n == 1:
-        return ranked_options[0]
-    weights = [math.exp(-(((i / (n - 1)) - t) ** 2) / (2 * width**2)) for i in range(n)]
-    return rng.choices(ranked_options, weights=weights)[0]
+def _cost_positions(costs: dict[tuple[int, int | None], float]) -> list[tuple[tuple[int, int | None], float]]:
+    """Each option with its cost scaled to 0 (cheapest) .. 1 (dearest) within its block."""
+    low, high = min(costs.values()), max(costs.values())
+    span = high - low
+    return [(option, (cost - low) / span if span > 0 else 0.5) for option, cost in costs.items()]
+
+
+def _pick(options: list[tuple[tuple[int, int | None], float]], t: float, rng: random.Random, width: float = 0.1):
+    """An option drawn with weight falling off (Gaussian, ``width``) with its cost position's distance from ``t``."""
+    if len(options) == 1:
+        return options[0][0]
+    weights = [math.exp(-((pos - t) ** 2) / (2 * width**2)) for _, pos in options]
+    return rng.choices([option for option, _ in options], weights=weights)[0]

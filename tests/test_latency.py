@@ -1,0 +1,170 @@
+"""Timing method, backends, and a tiny real profile + validate on the CPU backends (seconds each)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import pytest
+import torch
+
+from latency.backends import BackendConfig, get_backend
+from latency.lut import Lut
+from latency.predictor import LatencyPredictor
+from latency.profile import profile_items, profile_space
+from latency.timing import Timing, TimingSettings, measure_stable, time_cpu
+from latency.validate import validate_lut
+from pipeline.cli import main
+from spos.blocks import Block
+from spos.signature import unique_signatures
+from tests.conftest import tiny_space_dict
+
+FAST = TimingSettings(warmup_s=0.005, min_time_s=0.01, min_runs=5, max_runs=200, retries=1)
+
+
+def test_timing_summary_statistics():
+    t = Timing.from_samples([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert t.median_ms == 3.0 and t.n == 5
+    assert t.iqr_ms == pytest.approx(2.0)  # quartiles 2 and 4 (inclusive method)
+    assert t.cv > 1.0  # one outlier dominates the standard deviation
+    assert Timing.from_dict(t.to_dict()) == t
+    with pytest.raises(ValueError, match="no timing samples"):
+        Timing.from_samples([])
+
+
+def test_run_count_follows_the_minimum_time():
+    calls = []
+
+    def sleep_1ms():
+        calls.append(1)
+        time.sleep(0.001)
+
+    t = time_cpu(sleep_1ms, TimingSettings(warmup_s=0.0, min_time_s=0.03, min_runs=3, max_runs=100))
+    assert 3 <= t.n <= 40  # about 30 runs of ~1 ms each
+    assert t.median_ms >= 1.0
+    capped = time_cpu(sleep_1ms, TimingSettings(warmup_s=0.0, min_time_s=1.0, min_runs=2, max_runs=5))
+    assert capped.n == 5
+
+
+def test_noisy_measurements_are_repeated_and_the_steadiest_kept():
+    results = iter([Timing(1.0, 0.5, 10, 0.5), Timing(1.1, 0.3, 10, 0.3), Timing(1.0, 0.01, 10, 0.01)])
+    settings = TimingSettings(max_cv=0.05, retries=2)
+    assert measure_stable(lambda: next(results), settings).cv == 0.01
+    steady = iter([Timing(1.0, 0.0, 10, 0.01)])
+    assert measure_stable(lambda: next(steady), settings).cv == 0.01  # no retry: iterator would be exhausted
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "tflite"}, "unknown backend 'tflite'"),
+        ({"name": "torch", "batch": 0}, "batch must be at least 1"),
+        ({"name": "torch", "precision": "int8"}, "precision must be one of"),
+        ({"name": "torch", "threads": 0}, "threads must be at least 1"),
+    ],
+)
+def test_bad_backend_settings_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BackendConfig(**kwargs)
+
+
+def test_backend_refusals_are_one_line_errors():
+    with pytest.raises(ValueError, match="fp16 on the torch backend needs device 'cuda'"):
+        get_backend("torch", precision="fp16")
+    with pytest.raises(ValueError, match="provider 'NoSuchExecutionProvider' is not available"):
+        get_backend("onnxruntime", provider="NoSuchExecutionProvider")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_cuda_and_tensorrt_refused_without_a_gpu():
+    with pytest.raises(ValueError, match="CUDA"):
+        get_backend("torch", device="cuda")
+    with pytest.raises(ValueError, match="TensorRT|CUDA"):
+        get_backend("tensorrt", device="cuda")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_cpu_backends_measure_a_block(backend, tiny_space):
+    sig = unique_signatures(tiny_space)[0]
+    t = get_backend(backend, batch=4, threads=1, timing=FAST).measure(Block(sig.layout), sig.input_shape)
+    assert t.median_ms > 0 and t.n >= FAST.min_runs and t.iqr_ms >= 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_tiny_profile_validate_and_resume(backend, tiny_space, tmp_path):
+    out = tmp_path / f"{backend}.json"
+    config = BackendConfig(backend, batch=4, threads=1, timing=FAST)
+    result = profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
+    assert result.num_entries == result.measured_entries == len(profile_items(tiny_space))
+    assert result.measured_networks == 6
+
+    lut = Lut.load(out)
+    assert lut.meta.backend == backend and lut.meta.batch == 4 and lut.meta.threads == 1
+    assert lut.meta.device["cpu_cores"] >= 1 and lut.meta.timing == FAST
+    assert lut.calibration is not None and lut.calibration.num_archs == 6
+
+    again = profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
+    assert again.measured_entries == 0 and again.measured_networks == 0  # resumed: nothing re-measured
+
+    report = validate_lut(out, 4, progress=False)
+    assert report.num_archs == 4 and 0 <= report.within_10pct <= 1 and report.noise_floor_mape >= 0
+    assert not {p["arch"] for p in report.points} & set(lut.networks), "validation must use fresh archs"
+    assert (tmp_path / f"{backend}-validation.png").is_file()
+    assert Lut.load(out).validation == report
+    predictor = LatencyPredictor.from_file(out, tiny_space)
+    assert predictor.min_ms() > 0
+
+
+def test_resume_refuses_a_file_measured_otherwise(tiny_space, tmp_path):
+    out = tmp_path / "lut.json"
+    profile_space(tiny_space, BackendConfig("onnxruntime", batch=2, threads=1, timing=FAST), out,
+                  calibration_archs_count=3, progress=False)
+    with pytest.raises(ValueError, match="measured with batch=2, this run uses 4"):
+        profile_space(tiny_space, BackendConfig("onnxruntime", batch=4, threads=1, timing=FAST), out, progress=False)
+
+
+def test_cli_profile_show_predict_validate(tmp_path, capsys):
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(json.dumps(tiny_space_dict()))  # JSON is YAML
+    out = tmp_path / "lut.json"
+    rc = main(["profile", "--space", str(space_file), "--backend", "onnxruntime", "--batch", "2", "--threads", "1",
+               "--calibration-archs", "4", "--min-time", "0.01", "--out", str(out), "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == len(Lut.load(out).entries)
+
+    assert main(["lut", "show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "onnxruntime" in shown and "calibration" in shown
+
+    arch = ",".join(["0:1"] * 4)
+    assert main(["lut", "predict", str(out), "--arch", arch, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] > 0
+
+    assert main(["lut", "validate", str(out), "--num-archs", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"mape", "max_error", "within_10pct", "kendall_tau", "noise_floor_mape"} <= set(report)
+
+    assert main(["lut", "predict", str(out), "--arch", "0,1"]) == 2  # wrong length: one-line error
+    assert "spos lut: error:" in capsys.readouterr().err
+    assert main(["lut", "show", str(tmp_path / "missing.json")]) == 2
+    assert "LUT file not found" in capsys.readouterr().err
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="TensorRT is not installed (pip install tensorrt)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_tensorrt_backend_measures_a_block(tiny_space, tmp_path):
+    sig = unique_signatures(tiny_space)[0]
+    backend = get_backend("tensorrt", device="cuda", batch=8, timing=FAST, work_dir=tmp_path)
+    t = backend.measure(Block(sig.layout), sig.input_shape)
+    assert t.median_ms > 0
+    assert (tmp_path / "tensorrt-timing.cache").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_torch_cuda_backend_measures_a_block(tiny_space):
+    sig = unique_signatures(tiny_space)[0]
+    t = get_backend("torch", device="cuda", batch=8, timing=FAST).measure(Block(sig.layout), sig.input_shape)
+    assert t.median_ms > 0

@@ -1,0 +1,206 @@
+"""LUT files, signature dedup, calibration math and the predictor, on synthetic tables (no timing)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from latency.calibration import Calibration, block_options, fit_calibration, stratified_archs
+from latency.device import describe_device
+from latency.lut import Lut, LutMeta, MissingEntryError
+from latency.predictor import LatencyPredictor, stage_of_blocks
+from latency.profile import fit_lut_calibration, profile_items
+from latency.timing import Timing, TimingSettings
+from spos.cost import block_cost, head_cost, stem_cost
+from spos.sampling import sample_uniform
+from spos.signature import BlockSignature, arch_signatures, fixed_signatures, unique_signatures
+from spos.space import SearchSpace
+from tests.conftest import tiny_space_dict
+
+
+def synthetic_lut(space: SearchSpace, calibration: Calibration | None = None) -> Lut:
+    """Entries proportional to FLOPs (1 ms per 10 MMAC) plus 0.01 ms per call."""
+    meta = LutMeta(
+        space_name=space.name, space_hash=space.hash, input_size=space.input_size, batch=32,
+        backend="onnxruntime", backend_version="x", provider="CPUExecutionProvider", precision="fp32",
+        threads=1, device=describe_device("cpu").to_dict(), timing=TimingSettings(),
+    )
+    lut = Lut(meta, space.to_dict())
+    for item in profile_items(space):
+        kind = item.key.split("|", 1)[0]
+        if kind == "stem":
+            from spos.signature import stem_signature
+
+            flops = stem_cost(stem_signature(space)).flops
+        elif kind == "head":
+            from spos.signature import head_signature
+
+            flops = head_cost(head_signature(space)).flops
+        else:
+            flops = block_cost(BlockSignature.from_key(item.key)).flops
+        lut.entries[item.key] = Timing(0.01 + flops / 1e7, 0.001, 10, 0.01)
+    lut.calibration = calibration or Calibration("total", (1.0,), 0.0, 20, 0.0, 0.0)
+    return lut
+
+
+def test_profile_items_are_each_signature_once(any_space):
+    items = profile_items(any_space)
+    keys = [item.key for item in items]
+    assert len(keys) == len(set(keys))
+    expected = set(unique_signatures(any_space)) | set(fixed_signatures(any_space))
+    assert len(keys) == len(expected) + 2  # + stem + head
+    # Every block of any arch is covered.
+    rng = random.Random(0)
+    for _ in range(20):
+        for sig in arch_signatures(any_space, sample_uniform(any_space, rng)):
+            assert sig.key in keys
+
+
+def test_shufflenet_cifar_signature_count(cifar_space):
+    # Each stage: its first block (stride 2) and its three-or-more stride-1 blocks share
+    # one shape each; 4 ops x 8 multipliers per shape: 4 stages x 2 shapes x 32.
+    assert len(unique_signatures(cifar_space)) == 4 * 2 * 32
+    assert len(profile_items(cifar_space)) == 258
+
+
+def test_lut_round_trip(tiny_space, tmp_path):
+    lut = synthetic_lut(tiny_space)
+    path = lut.save(tmp_path / "lut.json")
+    again = Lut.load(path)
+    assert again.to_dict() == lut.to_dict()
+    assert again.search_space().hash == tiny_space.hash
+    assert json.loads(path.read_text())["meta"]["device"]["name"] == describe_device("cpu").name
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"input_size": 32}, "input_size"),
+        ({"head": {"channels": 96, "dropout": 0.0, "bias": False}}, "space_hash"),
+    ],
+)
+def test_lut_for_another_space_is_refused_naming_the_field(tiny_space, change, field):
+    lut = synthetic_lut(tiny_space)
+    other = SearchSpace.from_dict(tiny_space_dict(**change), "other")
+    with pytest.raises(ValueError, match=f"field '{field}'"):
+        LatencyPredictor(lut, other)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field", [({"batch": 8}, "batch"), ({"backend": "torch"}, "backend"), ({"device_name": "Other GPU"}, "device.name")]
+)
+def test_lut_with_other_settings_is_refused_naming_the_field(tiny_space, kwargs, field):
+    with pytest.raises(ValueError, match=f"field '{field}'"):
+        synthetic_lut(tiny_space).check_compatible(tiny_space, **kwargs)
+
+
+def test_missing_entry_names_the_signature(tiny_space):
+    lut = synthetic_lut(tiny_space)
+    key = next(k for k in lut.entries if k.startswith("choice_x"))
+    del lut.entries[key]
+    with pytest.raises(MissingEntryError, match=key.replace("|", r"\|")):
+        LatencyPredictor(lut, tiny_space)
+
+
+def test_uncalibrated_or_malformed_lut_is_refused(tiny_space, tmp_path):
+    lut = synthetic_lut(tiny_space)
+    lut.calibration = None
+    with pytest.raises(ValueError, match="no calibration"):
+        LatencyPredictor(lut, tiny_space)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": 99}')
+    with pytest.raises(ValueError, match="format"):
+        Lut.load(bad)
+    with pytest.raises(FileNotFoundError, match="LUT file not found"):
+        Lut.load(tmp_path / "absent.json")
+
+
+def test_fit_recovers_a_total_linear_model():
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(10, 30, 20)
+    stages = np.column_stack([raw * 0.25] * 4)
+    cal = fit_calibration(raw, stages, 1.15 * raw + 0.8)
+    assert cal.model == "total"
+    assert cal.scale[0] == pytest.approx(1.15) and cal.offset == pytest.approx(0.8)
+    assert cal.fit_mape == pytest.approx(0.0, abs=1e-9) and cal.loo_mape == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fit_prefers_the_stage_model_when_stages_scale_differently():
+    rng = np.random.default_rng(1)
+    stages = rng.uniform(1, 10, size=(24, 4))
+    slopes = np.array([1.6, 1.2, 1.0, 0.7])
+    measured = stages @ slopes + 2.0
+    cal = fit_calibration(stages.sum(1) + 1.0, stages, measured)
+    assert cal.model == "stage"
+    np.testing.assert_allclose(cal.scale, slopes, rtol=1e-9)
+    assert cal.offset == pytest.approx(2.0)
+
+
+def test_leave_one_out_error_exceeds_fit_error_on_noisy_data():
+    rng = np.random.default_rng(2)
+    raw = rng.uniform(10, 30, 12)
+    measured = (1.1 * raw + 1.0) * rng.normal(1.0, 0.03, 12)
+    cal = fit_calibration(raw, raw[:, None], measured)
+    assert 0 < cal.fit_mape < cal.loo_mape < 10
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([1, 2], [[1], [2]], [1, 2]), "at least 3"),
+        (([5, 5, 5], [[5], [5], [5]], [1, 2, 3]), "same block sum"),
+        (([1, 2, 3], [[1], [2], [3]], [1, -2, 3]), "positive"),
+    ],
+)
+def test_fit_refuses_degenerate_inputs(args, message):
+    with pytest.raises(ValueError, match=message):
+        fit_calibration(*args)
+
+
+def test_predictor_is_separable_and_bounded(cifar_space):
+    cal = Calibration("stage", (1.3, 1.1, 1.0, 0.9), 0.5, 20, 0.0, 0.0)
+    predictor = LatencyPredictor(synthetic_lut(cifar_space, cal), cifar_space)
+    rng = random.Random(0)
+    for _ in range(20):
+        arch = sample_uniform(cifar_space, rng)
+        options = list(zip(arch.ops, arch.channels))
+        expected = predictor.base_ms + sum(t[o] for t, o in zip(predictor.block_ms, options))
+        assert predictor(arch) == pytest.approx(expected)
+        assert predictor.min_ms() <= predictor(arch) <= predictor.max_ms()
+        stage_sums = predictor.raw_stage_ms(arch)
+        assert predictor(arch) == pytest.approx(0.5 + sum(s * x for s, x in zip(cal.scale, stage_sums)))
+    assert len(stage_of_blocks(cifar_space)) == cifar_space.num_blocks
+
+
+def test_stratified_archs_span_the_range_better_than_uniform(cifar_space):
+    lut = synthetic_lut(cifar_space)
+    predictor = LatencyPredictor(lut, cifar_space)
+    strat = stratified_archs(cifar_space, predictor.raw_block_ms, 20, random.Random(0))
+    assert len({str(a) for a in strat}) == 20
+    rng = random.Random(0)
+    uniform = [sample_uniform(cifar_space, rng) for _ in range(20)]
+    spread = lambda archs: np.ptp([predictor.raw_ms(a) for a in archs])  # noqa: E731
+    full = predictor.max_ms() - predictor.min_ms()
+    assert spread(strat) > 0.75 * full
+    assert spread(strat) > 2 * spread(uniform)
+    again = stratified_archs(cifar_space, predictor.raw_block_ms, 20, random.Random(1), exclude={str(a) for a in strat})
+    assert not {str(a) for a in again} & {str(a) for a in strat}
+
+
+def test_calibration_from_lut_networks_recovers_the_network_model(tiny_space):
+    lut = synthetic_lut(tiny_space)
+    predictor = LatencyPredictor(lut, tiny_space)
+    archs = stratified_archs(tiny_space, predictor.raw_block_ms, 10, random.Random(0))
+    for arch in archs:
+        lut.networks[str(arch)] = Timing(0.9 * predictor.raw_ms(arch) + 0.3, 0.0, 10, 0.0)
+    cal = fit_lut_calibration(lut, tiny_space, archs)
+    assert cal.scale[0] == pytest.approx(0.9) and cal.offset == pytest.approx(0.3)
+
+
+def test_block_options_ignore_channels_of_ops_that_do_not_search_them(proxyless_cifar_space):
+    # proxyless does not search channels: one option per candidate op.
+    for i, block in enumerate(proxyless_cifar_space.blocks):
+        assert len(block_options(proxyless_cifar_space, i)) == len(block.candidates)
