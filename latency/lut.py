@@ -1,7 +1,7 @@
 """Latency lookup table files: JSON with full provenance, written atomically, refused when they do not fit.
 
 A LUT holds, for one (device, backend, precision, batch, threads) and one
-search space: the median latency of every distinct block signature
+search space: the latency (median or fastest run, per the timing settings) of every distinct block signature
 (plus stem and head), the whole-network measurements used to calibrate
 the block sum, the fitted calibration, and the validation figures.
 The space itself is embedded so that ``spos lut validate`` needs only the file.
@@ -144,11 +144,14 @@ class Lut:
     # ---- look-ups ---------------------------------------------------------
     def entry_ms(self, key: str) -> float:
         try:
-            return self.entries[key].median_ms
+            return self.meta.timing.value(self.entries[key])
         except KeyError:
             raise MissingEntryError(
                 f"LUT has no entry for signature {key!r} (profiled for space {self.meta.space_name!r}); re-run spos profile"
             ) from None
+
+    def network_ms(self, arch: str) -> float:
+        return self.meta.timing.value(self.networks[arch])
 
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space, f"LUT space {self.meta.space_name!r}")

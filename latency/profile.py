@@ -104,7 +104,7 @@ def measure_networks(
     shape = network_input_shape(space)
     times = []
     for arch in tqdm(archs, desc=desc, unit="net", disable=not progress, leave=False):
-        times.append(backend.measure(StaticNet(space, arch), shape).median_ms)
+        times.append(backend.config.timing.value(backend.measure(StaticNet(space, arch), shape)))
     return times
 
 
@@ -167,5 +167,5 @@ def fit_lut_calibration(lut: Lut, space: SearchSpace, archs: list[Arch]) -> Cali
             per_stage[stages[i]] += tables[i][option]
         raw_total.append(fixed + sum(per_stage))
         raw_stages.append(per_stage)
-        measured.append(lut.networks[str(arch)].median_ms)
+        measured.append(lut.network_ms(str(arch)))
     return fit_calibration(raw_total, raw_stages, measured)

@@ -28,7 +28,11 @@ def test_timing_summary_statistics():
     assert t.median_ms == 3.0 and t.n == 5
     assert t.iqr_ms == pytest.approx(2.0)  # quartiles 2 and 4 (inclusive method)
     assert t.cv > 1.0  # one outlier dominates the standard deviation
+    assert t.min_ms == 1.0
     assert Timing.from_dict(t.to_dict()) == t
+    assert TimingSettings(statistic="min").value(t) == 1.0 and TimingSettings().value(t) == 3.0
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        TimingSettings(statistic="mean")
     with pytest.raises(ValueError, match="no timing samples"):
         Timing.from_samples([])
 

@@ -55,16 +55,16 @@ def lut_show(args: argparse.Namespace) -> int:
     d = m.device
     print(f"device     {d.get('name')} ({d.get('kind')}; CPU {d.get('cpu_model')}, {d.get('cpu_cores')} cores, host {d.get('host')})")
     t = m.timing
-    print(f"timing     warm-up {t.warmup_s}s, >= {t.min_time_s}s and {t.min_runs}..{t.max_runs} runs, median; "
-          f"re-measure above CV {t.max_cv} (x{t.retries})")
+    print(f"timing     warm-up {t.warmup_s}s, >= {t.min_time_s}s and {t.min_runs}..{t.max_runs} runs; "
+          f"re-measure above CV {t.max_cv} (x{t.retries}); latency = {t.statistic} run")
     kinds = Counter(key.split("|", 1)[0] for key in lut.entries)
     print(f"entries    {len(lut.entries)}: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-    print(f"{'kind':<12} {'n':>4} {'min ms':>9} {'median ms':>10} {'max ms':>9} {'max CV':>7}")
+    print(f"{'kind':<12} {'n':>4} {'lowest ms':>10} {'middle ms':>10} {'highest ms':>10} {'max CV':>7}  ({t.statistic} of each entry)")
     for kind in sorted(kinds):
         timings = [v for key, v in lut.entries.items() if key.split("|", 1)[0] == kind]
-        medians = sorted(v.median_ms for v in timings)
-        print(f"{kind:<12} {len(timings):>4} {medians[0]:>9.3f} {medians[len(medians) // 2]:>10.3f} "
-              f"{medians[-1]:>9.3f} {max(v.cv for v in timings):>7.3f}")
+        values = sorted(t.value(v) for v in timings)
+        print(f"{kind:<12} {len(timings):>4} {values[0]:>10.3f} {values[len(values) // 2]:>10.3f} "
+              f"{values[-1]:>10.3f} {max(v.cv for v in timings):>7.3f}")
     cal = lut.calibration
     if cal is None:
         print("calibration none (profile incomplete: rerun spos profile with the same --out)")

@@ -6,7 +6,7 @@ import argparse
 
 from latency.backends import BACKENDS, PRECISIONS, BackendConfig
 from latency.profile import DEFAULT_CALIBRATION_ARCHS, profile_space
-from latency.timing import TimingSettings
+from latency.timing import STATISTICS, TimingSettings
 from pipeline.output import print_json
 from spos.space import SearchSpace
 
@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"seconds of timed runs per measurement (default {TimingSettings.min_time_s})")
     p.add_argument("--max-cv", type=float, default=TimingSettings.max_cv,
                    help=f"re-measure entries whose coefficient of variation exceeds this (default {TimingSettings.max_cv})")
+    p.add_argument("--statistic", default=TimingSettings.statistic, choices=STATISTICS,
+                   help="latency figure of a measurement: median run (default) or fastest run (steadier on a shared machine)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration archs (default 0)")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing --out")
     p.add_argument("--out", required=True, help="LUT JSON file to write")
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def profile(args: argparse.Namespace) -> int:
     space = SearchSpace.from_yaml(args.space)
-    timing = TimingSettings(min_time_s=args.min_time, max_cv=args.max_cv)
+    timing = TimingSettings(min_time_s=args.min_time, max_cv=args.max_cv, statistic=args.statistic)
     config = BackendConfig(args.backend, args.device, args.provider, args.batch, args.precision, args.threads, timing)
     result = profile_space(
         space, config, args.out, calibration_archs_count=args.calibration_archs, seed=args.seed, resume=not args.fresh
