@@ -19,6 +19,10 @@ COMMAND_MODULES = [
     "pipeline.commands.arch",
     "pipeline.commands.profile",
     "pipeline.commands.lut",
+    "pipeline.commands.export",
+    "pipeline.commands.bench",
+    "pipeline.commands.search",
+    "pipeline.commands.train",
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 
 import numpy as np
@@ -78,10 +80,18 @@ def images() -> torch.Tensor:
     return real_images()
 
 
-def test_shufflenet_arch_exports_with_fp32_parity(cifar_space, images, tmp_path):
-    arch = sample_uniform(cifar_space, random.Random(3))
-    net = ready_net(cifar_space, arch, images)
-    onnx_path = to_onnx(net, tmp_path / "model.onnx", (3, 32, 32), max_batch=32)
+@pytest.fixture(scope="module")
+def shufflenet_export(images, tmp_path_factory):
+    from spos.space import SearchSpace
+    from tests.conftest import SPACES_DIR
+
+    space = SearchSpace.from_yaml(SPACES_DIR / "shufflenetv2-cifar.yaml")
+    net = ready_net(space, sample_uniform(space, random.Random(3)), images)
+    return net, to_onnx(net, tmp_path_factory.mktemp("onnx") / "model.onnx", (3, 32, 32), max_batch=32)
+
+
+def test_shufflenet_arch_exports_with_fp32_parity(shufflenet_export, images):
+    net, onnx_path = shufflenet_export
     result = require_parity(onnxruntime_parity(net, onnx_path, images, batch=32))
     assert result.num_images == len(images) and result.max_abs_error < 1e-4
     assert result.top1_mismatches == 0 and result.top1_near_ties == 0
@@ -96,10 +106,9 @@ def test_proxyless_arch_with_skip_exports_with_fp32_parity(proxyless_cifar_space
     assert result.passed and result.num_images == 21
 
 
-def test_weights_changed_after_export_fail_parity_with_the_max_error(cifar_space, images, tmp_path):
-    arch = sample_uniform(cifar_space, random.Random(4))
-    net = ready_net(cifar_space, arch, images)
-    onnx_path = to_onnx(net, tmp_path / "model.onnx", (3, 32, 32), max_batch=32)
+def test_weights_changed_after_export_fail_parity_with_the_max_error(shufflenet_export, images):
+    net, onnx_path = shufflenet_export
+    net = copy.deepcopy(net)
     with torch.no_grad():
         net.head.classifier.weight.mul_(1.001)
     result = onnxruntime_parity(net, onnx_path, images, batch=32)
@@ -108,15 +117,19 @@ def test_weights_changed_after_export_fail_parity_with_the_max_error(cifar_space
         require_parity(result)
 
 
-def test_fp16_graph_passes_at_fp16_tolerance_only(cifar_space, images, tmp_path):
-    arch = sample_uniform(cifar_space, random.Random(5))
-    net = ready_net(cifar_space, arch, images)
-    onnx_path = to_onnx(net, tmp_path / "model16.onnx", (3, 32, 32), max_batch=32, fp16=True)
+def test_fp16_graph_passes_at_fp16_tolerance_only(tiny_space, images, tmp_path):
+    images = torch.nn.functional.interpolate(images[:32], size=tiny_space.input_size, mode="bilinear")
+    net = ready_net(tiny_space, sample_uniform(tiny_space, random.Random(5)), images)
+    onnx_path = to_onnx(net, tmp_path / "model16.onnx", tiny_space_shape(tiny_space), max_batch=32, fp16=True)
     fp16 = onnxruntime_parity(net, onnx_path, images, precision="fp16", batch=32)
     assert fp16.passed, fp16.summary()
     strict = onnxruntime_parity(net, onnx_path, images, precision="fp16", batch=32,
                                 tolerance=tolerance_for("onnxruntime", "fp32"))
     assert not strict.within_tolerance  # half precision is really in the graph
+
+
+def tiny_space_shape(space) -> tuple[int, int, int]:
+    return (space.in_channels, space.input_size, space.input_size)
 
 
 def test_fp32_requires_identical_top1_and_reduced_precision_excuses_near_ties():
@@ -146,9 +159,120 @@ def test_non_finite_output_fails():
     assert not result.passed and result.max_abs_error == float("inf")
 
 
-def test_unknown_precision_and_missing_file_are_refused(cifar_space, images, tmp_path):
+def test_unknown_precision_and_missing_file_are_refused(tiny_space, tmp_path):
     with pytest.raises(ValueError, match="no parity tolerance for 'onnxruntime-int4'"):
         tolerance_for("onnxruntime", "int4")
-    net = ready_net(cifar_space, sample_uniform(cifar_space, random.Random(0)), images)
+    images = torch.randn(4, 3, 16, 16)
+    net = StaticNet(tiny_space, sample_uniform(tiny_space, random.Random(0))).eval()
     with pytest.raises(FileNotFoundError, match="ONNX file not found"):
         onnxruntime_parity(net, tmp_path / "missing.onnx", images)
+
+
+# ---- spos export: the command around it -------------------------------------------------
+
+from pipeline.cli import main  # noqa: E402
+from spos.data import DataConfig, fixed_batches, load_data  # noqa: E402
+from spos.model_file import load_model, save_model  # noqa: E402
+
+
+def write_model(path, space, seed: int = 0):
+    """A model.pt of ``space`` (trained-like weights, see `ready_net`) on the digits data at its input size."""
+    data = DataConfig(dataset="digits", input_size=space.input_size, in_channels=space.in_channels)
+    (images, _), = fixed_batches(load_data(data).train, 1, 64, seed=0)
+    net = ready_net(space, sample_uniform(space, random.Random(seed)), images)
+    return save_model(path, net, {"data": data.to_dict()}, {"test_top1": None})
+
+
+@pytest.fixture(scope="module")
+def model_pt(tmp_path_factory):
+    from spos.space import SearchSpace
+    from tests.conftest import tiny_space_dict
+
+    space = SearchSpace.from_dict(tiny_space_dict(), "tiny")
+    return write_model(tmp_path_factory.mktemp("model") / "model.pt", space)
+
+
+def test_export_command_writes_onnx_and_card_with_parity(model_pt, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(model_pt), "--format", "onnx", "--batch", "8",
+                 "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["onnx"] == str(out / "model.onnx") and printed["engine"] is None
+    assert printed["max_abs_error"]["onnxruntime"] < 1e-4
+    card = json.loads((out / "export.json").read_text())
+    assert card["arch"] == str(load_model(model_pt).arch) and card["artifacts"] == {"onnx": "model.onnx"}
+    assert card["parity"]["onnxruntime"]["passed"] and card["parity"]["onnxruntime"]["num_images"] == 64
+
+
+def test_export_parity_failure_exits_nonzero_with_the_max_error(model_pt, tmp_path, capsys, monkeypatch):
+    import export.onnx
+
+    real_to_onnx = export.onnx.to_onnx
+
+    def drifting_export(model, path, *args, **kwargs):  # a broken exporter: weights off by 0.5%
+        model = copy.deepcopy(model)
+        with torch.no_grad():
+            model.head.classifier.weight.mul_(1.005)
+        return real_to_onnx(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(export.onnx, "to_onnx", drifting_export)
+    assert main(["export", "--checkpoint", str(model_pt), "--out", str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err
+    assert "parity FAILED: max abs error" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not a checkpoint at all", "not a readable model checkpoint"),
+        ({"format": "spos-supernet/1", "model": {}}, "not a model checkpoint (found format 'spos-supernet/1')"),
+    ],
+)
+def test_export_refuses_bad_checkpoints(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("spos export: error:")
+
+
+def test_export_refuses_bad_format_and_missing_checkpoint(model_pt, tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(model_pt), "--format", "onnx,coreml", "--out", str(tmp_path)]) == 2
+    assert "unknown export format 'coreml'" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(model_pt), "--format", "tensorrt", "--out", str(tmp_path)]) == 2
+    assert "lack onnx" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)]) == 2
+    assert "model checkpoint not found" in capsys.readouterr().err
+
+
+def _tensorrt_ready() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_tensorrt_ready(), reason="TensorRT and CUDA are present: the refusal path cannot be seen")
+def test_engine_export_without_tensorrt_is_a_one_line_error(model_pt, tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["export", "--checkpoint", str(model_pt), "--format", "onnx,tensorrt", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("TensorRT is not installed" in err or "CUDA" in err)
+    assert not out.exists()  # refused before any work
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not _tensorrt_ready(), reason="needs TensorRT and a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_engine_export_with_parity(model_pt, tmp_path, capsys, precision):
+    out = tmp_path / precision
+    assert main(["export", "--checkpoint", str(model_pt), "--format", "onnx,tensorrt", "--batch", "32",
+                 "--precision", precision, "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["parity"]["tensorrt"]["passed"]
+    sidecar = json.loads((out / "model.engine.json").read_text())
+    assert sidecar["precision"] == precision and sidecar["batch_max"] == 32

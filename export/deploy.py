@@ -1,0 +1,166 @@
+"""``model.pt`` -> ``model.onnx`` (+ ``model.engine``), each checked for parity, described in ``export.json``.
+
+Parity runs on real images: the first images of a seeded draw from the
+test split of the data the model was trained on (the checkpoint's config).
+``export.json`` records the arch, the space, the input shape, the
+artifacts and every parity figure, so that ``spos bench`` can predict an
+exported file's latency from a LUT without the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from export.parity import ParityError, ParityResult, onnxruntime_parity, tensorrt_parity
+from spos.model_file import LoadedModel, load_model
+
+FORMATS = ("onnx", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+EXPORT_CARD = "export.json"
+CARD_FORMAT = "spos-export/1"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    onnx: Path
+    engine: Path | None
+    card: Path  # export.json
+    parity: tuple[ParityResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "onnx": str(self.onnx),
+            "engine": str(self.engine) if self.engine else None,
+            "card": str(self.card),
+            "parity": {p.runtime: p.to_json() for p in self.parity},
+            "max_abs_error": {p.runtime: p.max_abs_error for p in self.parity},
+        }
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    items = [f.strip() for f in text.split(",")] if isinstance(text, str) else list(text)
+    for f in items:
+        if f not in FORMATS:
+            raise ValueError(f"unknown export format {f!r}; expected a comma-separated subset of: {', '.join(FORMATS)}")
+    if "onnx" not in items:
+        raise ValueError(f"formats {','.join(items)!r} lack onnx; TensorRT engines are built from the ONNX file")
+    return tuple(dict.fromkeys(items))
+
+
+def parity_images(model: LoadedModel, count: int, seed: int) -> torch.Tensor:
+    """``count`` test-split images of the model's own dataset, drawn with ``seed``."""
+    from spos.data import DataConfig, fixed_batches, load_data
+
+    if "data" not in model.config:
+        raise ValueError("the checkpoint records no data config; expected a model.pt written by spos retrain")
+    splits = load_data(DataConfig.from_dict(model.config["data"]))
+    count = min(count, len(splits.test))
+    (images, _), = fixed_batches(splits.test, 1, count, seed)
+    if tuple(images.shape[1:]) != model.input_shape:
+        raise ValueError(f"test images have shape {tuple(images.shape[1:])}; the model takes {model.input_shape}")
+    return images
+
+
+def export_model(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    formats: Sequence[str] = ("onnx",),
+    batch: int = 32,
+    precision: str = "fp32",
+    opset: int = 17,
+    num_images: int = 64,
+    seed: int = 0,
+) -> ExportResult:
+    """Export, check parity, write ``export.json``; raises `ParityError` (after writing the card) on a mismatch."""
+    from export.onnx import to_onnx
+
+    formats = parse_formats(formats)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
+    if batch < 1 or num_images < 1:
+        raise ValueError(f"batch and the parity image count must be at least 1, got {batch} and {num_images}")
+    if "tensorrt" in formats:
+        # Before any work: a machine without TensorRT gets the message in a second, not after the ONNX export.
+        from export.tensorrt import import_tensorrt, require_cuda
+
+        import_tensorrt()
+        require_cuda()
+
+    model = load_model(checkpoint)
+    out_dir = Path(out_dir)
+    images = parity_images(model, num_images, seed)
+    onnx_path = to_onnx(model.net, out_dir / "model.onnx", model.input_shape, max_batch=batch, opset=opset,
+                        fp16=precision == "fp16")
+    results = [onnxruntime_parity(model.net, onnx_path, images, precision=precision, batch=batch)]
+
+    engine_path = None
+    if "tensorrt" in formats and results[0].passed:
+        from export.tensorrt import TensorRTRunner, build_engine
+
+        engine_path = build_engine(onnx_path, out_dir / "model.engine", batch=batch,
+                                   timing_cache_path=out_dir / "tensorrt-timing.cache")
+        runner = TensorRTRunner(engine_path)
+        results.append(tensorrt_parity(model.net, runner, images, precision=precision, batch=batch))
+
+    card = write_card(out_dir / EXPORT_CARD, model, Path(checkpoint), onnx_path, engine_path, results,
+                      batch=batch, precision=precision, opset=opset)
+    result = ExportResult(onnx_path, engine_path, card, tuple(results))
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise ParityError(failed[0].summary())
+    return result
+
+
+def write_card(
+    path: Path, model: LoadedModel, checkpoint: Path, onnx_path: Path, engine_path: Path | None,
+    parity: list[ParityResult], *, batch: int, precision: str, opset: int,
+) -> Path:
+    card = {
+        "format": CARD_FORMAT,
+        "arch": str(model.arch),
+        "space": model.space.to_dict(),
+        "space_hash": model.space.hash,
+        "input_shape": list(model.input_shape),
+        "batch_max": batch,
+        "precision": precision,
+        "opset": opset,
+        "checkpoint": str(checkpoint),
+        "metrics": model.metrics,
+        "artifacts": {"onnx": onnx_path.name, **({"engine": engine_path.name} if engine_path else {})},
+        "parity": {p.runtime: p.to_json() for p in parity},
+    }
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class ExportCard:
+    """What ``export.json`` says about one exported file."""
+
+    arch: str
+    space: dict[str, Any]
+    input_shape: tuple[int, ...]
+    precision: str
+
+
+def read_card(artifact: str | Path) -> ExportCard | None:
+    """The card of the export that produced ``artifact`` (beside it), or None when there is none."""
+    artifact = Path(artifact)
+    path = artifact.parent / EXPORT_CARD
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != CARD_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}")
+        if artifact.name not in data["artifacts"].values():
+            return None
+        return ExportCard(data["arch"], data["space"], tuple(data["input_shape"]), data["precision"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable export card ({exc})") from None
