@@ -10,7 +10,7 @@ budgets of one search, and across a resume).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -18,6 +18,9 @@ from torch.utils.data import DataLoader, Dataset
 from spos.arch import Arch
 from spos.bn import recalibrate_bn, top1_accuracy
 from spos.supernet import Supernet
+
+if TYPE_CHECKING:
+    from spos.data import DataSplits
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -41,6 +44,17 @@ def in_order(dataset: Dataset, batch_size: int) -> list[Batch]:
     if not batches:
         raise ValueError("the search-val split is empty; expected at least one image to score candidates on")
     return batches
+
+
+def evaluation_batches(
+    splits: DataSplits, recal_batches: int, batch_size: int, seed: int = 0, val_batch_size: int | None = None
+) -> EvaluationBatches:
+    """``recal_batches`` fixed random batches of training images (augmented once, as drawn by
+    ``seed``) and the whole search-val split in order, all in memory."""
+    from spos.data import fixed_batches  # the data stack (torchvision, sklearn) only when scoring real data
+
+    recal = [images for images, _ in fixed_batches(splits.train, recal_batches, batch_size, seed)]
+    return EvaluationBatches(recal, in_order(splits.search_val, val_batch_size or batch_size))
 
 
 class CandidateEvaluator:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.plots import ParetoPoint, pareto_frontier
 from spos.arch import Arch
 from spos.evolution import EvolutionSettings
 from spos.sampling import sample_uniform
 from spos.search import LatencyBound, build_budgets, run_search
+from tests.conftest import ROOT, tiny_space_dict
 
 SETTINGS = EvolutionSettings(population=8, generations=3, topk=3)
 
@@ -110,3 +117,143 @@ def test_pareto_frontier():
     pts = [ParetoPoint(str(i), acc, {"flops": f}) for i, (acc, f) in enumerate(
         [(0.5, 10), (0.4, 12), (0.6, 15), (0.6, 20), (0.7, 30), (0.2, 5)])]
     assert [p.arch for p in pareto_frontier(pts, "flops")] == ["5", "0", "2", "4"]
+
+
+# ---- `spos search` end to end on a tiny untrained supernet (digits data) -------------------
+
+
+@pytest.fixture
+def tiny_supernet(tmp_path_factory) -> Path:
+    """An untrained tiny-space supernet saved in `spos train`'s format, with a digits data config."""
+    import yaml
+
+    from spos.checkpoint import save_atomic, supernet_payload
+    from spos.config import load_train_config
+    from spos.space import SearchSpace
+    from spos.supernet import Supernet
+
+    root = tmp_path_factory.mktemp("supernet")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(tiny_space_dict()))
+    (root / "train.yaml").write_text(yaml.safe_dump({
+        "space": "tiny.yaml", "data": {"dataset": "digits", "search_val_per_class": 10}, "recipe": {"steps": 1},
+    }))
+    config = load_train_config(root / "train.yaml")
+    torch.manual_seed(0)
+    supernet = Supernet(SearchSpace.from_dict(tiny_space_dict(), "tiny"))
+    return save_atomic(supernet_payload(supernet, config, 0), root / "supernet.pt")
+
+
+def spos_search(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "search", *args], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+CLI_ARGS = ("--strategy", "both", "--population", "6", "--generations", "4", "--topk", "3",
+            "--recal-batches", "2", "--batch-size", "32", "--max-flops", "1.2M", "--no-progress", "--threads", "1")
+
+
+def test_cli_search_killed_and_resumed_gives_the_same_result(tiny_supernet, tmp_path):
+    full = spos_search("--supernet", str(tiny_supernet), "--out", str(tmp_path / "full"), *CLI_ARGS, "--json")
+    out, err = full.communicate(timeout=300)
+    assert full.returncode == 0, err
+    printed = json.loads(out)
+    assert printed == json.loads((tmp_path / "full" / "result.json").read_text())
+    assert printed["best"]["flops"] <= 1.2e6 and printed["identity"]["data"]["dataset"] == "digits"
+
+    cut = spos_search("--supernet", str(tiny_supernet), "--out", str(tmp_path / "cut"), *CLI_ARGS)
+    checkpoint = tmp_path / "cut" / "checkpoint.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and cut.poll() is None:
+        # kill once the first run has finished two generations and the next one is under way
+        if checkpoint.exists():
+            runs = json.loads(checkpoint.read_text())["runs"]
+            if any(r["generation"] >= 2 for r in runs.values()):
+                break
+        time.sleep(0.02)
+    cut.send_signal(signal.SIGKILL)
+    cut.communicate()
+    assert cut.returncode == -signal.SIGKILL, "the search finished before it could be killed"
+    assert not (tmp_path / "cut" / "result.json").exists()
+
+    resumed = spos_search("--supernet", str(tiny_supernet), "--out", str(tmp_path / "cut"), *CLI_ARGS, "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert (tmp_path / "cut" / "result.json").read_text() == (tmp_path / "full" / "result.json").read_text()
+    assert "best" in out and "evaluated" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--max-flops", "10K"), r"max flops 10K is below the cheapest reachable [\d.]+K"),
+        (("--max-flops", "1M", "--min-flops", "2M"), "contradictory flops bounds"),
+        (("--max-params", "1K,2K", "--max-flops", "1M,2M"), "several bounds list several values"),
+        (("--max-latency", "nope.json"), "expected LUT.json=MS"),
+        (("--max-latency", "missing.json=3"), "LUT file not found: missing.json"),
+        (("--max-flops", "lots"), "bad size 'lots'"),
+    ],
+)
+def test_cli_bad_budgets_exit_2_with_one_line(tiny_supernet, tmp_path, capsys, args, message):
+    import re
+
+    from pipeline.cli import main
+
+    assert main(["search", "--supernet", str(tiny_supernet), "--out", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("spos search: error: ") and re.search(message, err), err
+    assert not (tmp_path / "s").exists()  # failed before any work
+
+
+def synthetic_lut(space, path: Path) -> Path:
+    """A LUT whose block latencies are proportional to FLOPs (1 ms per 10M MACs), calibrated as identity + 0.5 ms."""
+    from latency.calibration import Calibration
+    from latency.lut import Lut, LutMeta
+    from latency.timing import Timing, TimingSettings
+    from spos.cost import block_cost, head_cost, stem_cost
+    from spos.signature import head_signature, stem_signature, unique_signatures
+
+    def timing(flops: int) -> Timing:
+        return Timing(flops / 1e7, 0.0, 10, 0.0)
+
+    entries = {sig.key: timing(block_cost(sig).flops) for sig in unique_signatures(space)}
+    entries[stem_signature(space).key] = timing(stem_cost(stem_signature(space)).flops)
+    entries[head_signature(space).key] = timing(head_cost(head_signature(space)).flops)
+    meta = LutMeta(space.name, space.hash, space.input_size, 1, "torch", torch.__version__, None, "fp32", 1,
+                   {"name": "toy-cpu"}, TimingSettings())
+    return Lut(meta, space.to_dict(), entries, {}, Calibration("total", (1.0,), 0.5, 10, 0.0, 0.0)).save(path)
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """`--threads` sets the process-wide torch thread count; in-process CLI calls must not leak it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_latency_budget_from_a_lut(tiny_supernet, tmp_path, capsys):
+    from latency.predictor import LatencyPredictor
+    from pipeline.cli import main
+    from spos.checkpoint import load_supernet
+
+    space = load_supernet(tiny_supernet).space
+    lut = synthetic_lut(space, tmp_path / "toy-cpu.json")
+    predictor = LatencyPredictor.from_file(lut, space)
+    base = ["search", "--supernet", str(tiny_supernet), "--no-progress", "--recal-batches", "1", "--batch-size", "32",
+            "--threads", "1"]
+
+    assert main([*base, "--out", str(tmp_path / "x"), "--max-latency", f"{lut}=0.001"]) == 2
+    assert "max latency:toy-cpu 0.001 ms is below the cheapest reachable" in capsys.readouterr().err
+
+    limit = (predictor.min_ms() + predictor.max_ms()) / 2
+    args = ["--max-latency", f"{lut}={limit}", "--population", "6", "--generations", "2", "--topk", "2"]
+    assert main([*base, "--out", str(tmp_path / "s"), *args]) == 0
+    result = json.loads((tmp_path / "s" / "result.json").read_text())
+    assert result["best"]["latency_ms"]["toy-cpu"] <= limit
+    for line in (tmp_path / "s" / "history.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        assert row["latency_ms"]["toy-cpu"] == pytest.approx(predictor(Arch.parse(row["arch"])))
+        assert row["latency_ms"]["toy-cpu"] <= limit

@@ -6,6 +6,8 @@ import argparse
 import hashlib
 from pathlib import Path
 
+import torch
+
 from pipeline.output import human_count, parse_count, print_json
 from spos.evolution import EvolutionSettings
 from spos.search import LatencyBound, SearchOutcome, build_budgets, check_budgets, run_search
@@ -43,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recal-seed", type=int, default=0,
                    help="which training images recalibrate BN (default 0; the same for every candidate)")
     p.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 on a busy machine)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print result.json's content")
@@ -105,6 +108,10 @@ def search(args: argparse.Namespace) -> int:
     for name in ("recal_batches", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     supernet_path = Path(args.supernet)
     loaded = load_supernet(supernet_path)
     space = loaded.space
