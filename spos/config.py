@@ -215,8 +215,9 @@ class EvalConfig:
                 raise ValueError(f"eval.{name}: expected a positive integer, got {getattr(self, name)}")
 
 
-# Fields that may change between a run and its resumption: they do not affect the weights.
-RESUMABLE_CHANGES = ("data.workers", "checkpoint_every", "eval.every", "device", "log_every")
+# Keys that may change between a run and its resumption: they do not affect the weights,
+# or (paths) the content they name is identified otherwise (the space by its hash).
+RESUMABLE_CHANGES = ("space", "data.root", "data.workers", "checkpoint_every", "log_every", "eval.every", "device")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,180 @@
+"""Path samplers for supernet training: which single path a step trains.
+
+- `UniformSampler`: every op and channel choice uniform and independent
+  (SPOS Eq. 8's prior).
+- `ConstraintSampler` ("uniform constraint sampling", the paper's default):
+  pick one of several equal ranges of a metric uniformly, then draw uniform
+  paths until one falls in it. Paths are spread evenly over the metric
+  (e.g. FLOPs) instead of piling up in the middle of the space. The metric
+  is injected (`Callable[[Arch], float]`): FLOPs from `CostModel`, or
+  predicted latency from a LUT.
+
+Samplers own their `random.Random`, and their state (RNG + unreachable bins)
+round-trips through ``state_dict`` so a resumed run draws the same paths.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from spos.arch import Arch
+from spos.config import SamplerConfig
+from spos.cost import CostModel
+from spos.sampling import SamplingError, sample_uniform, sample_until
+from spos.space import SearchSpace
+
+
+class PathSampler(Protocol):
+    def __call__(self) -> Arch: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _rng_state(rng: random.Random) -> dict[str, Any]:
+    version, internal, gauss = rng.getstate()
+    return {"version": version, "internal": list(internal), "gauss": gauss}
+
+
+def _set_rng_state(rng: random.Random, state: dict[str, Any]) -> None:
+    rng.setstate((state["version"], tuple(state["internal"]), state["gauss"]))
+
+
+class UniformSampler:
+    def __init__(self, space: SearchSpace, rng: random.Random) -> None:
+        self.space, self.rng = space, rng
+
+    def __call__(self) -> Arch:
+        return sample_uniform(self.space, self.rng)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _set_rng_state(self.rng, state["rng"])
+
+
+@dataclass(frozen=True)
+class Bin:
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"[{self.low:.6g}, {self.high:.6g}]"
+
+
+def equal_bins(low: float, high: float, count: int) -> tuple[Bin, ...]:
+    """``count`` adjacent ranges of equal width covering [low, high]."""
+    if count < 1 or not low < high:
+        raise ValueError(f"bins: expected count >= 1 and low < high, got {count} bins over [{low}, {high}]")
+    width = (high - low) / count
+    return tuple(Bin(low + i * width, high if i == count - 1 else low + (i + 1) * width) for i in range(count))
+
+
+def percentile_range(
+    space: SearchSpace, metric: Callable[[Arch], float], rng: random.Random, samples: int = 2000, tail: float = 0.01
+) -> tuple[float, float]:
+    """The (tail, 1 - tail) percentiles of ``metric`` over uniformly drawn paths.
+
+    Bins beyond these are hit by fewer than 1% of uniform draws: a sampler
+    spanning the space's absolute extremes would spend most of its tries there.
+    """
+    values = sorted(metric(sample_uniform(space, rng)) for _ in range(samples))
+    low, high = values[int(tail * (samples - 1))], values[int((1 - tail) * (samples - 1))]
+    if not low < high:
+        raise ValueError(f"the metric takes a single value ({low}) over the space; use the uniform sampler")
+    return low, high
+
+
+class ConstraintSampler:
+    """Uniform constraint sampling over ``bins`` of ``metric``; bounded tries.
+
+    A bin that ``max_tries`` uniform draws cannot hit is dropped from the
+    rotation and reported through ``on_unreachable(bin, tries)`` (once); when
+    no bin is left, `SamplingError` says which ranges were tried.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        metric: Callable[[Arch], float],
+        bins: Sequence[Bin],
+        rng: random.Random,
+        *,
+        max_tries: int = 1000,
+        metric_name: str = "metric",
+        on_unreachable: Callable[[Bin, int], None] | None = None,
+    ) -> None:
+        if not bins:
+            raise ValueError("constraint sampler: expected at least one bin")
+        self.space, self.metric, self.bins, self.rng = space, metric, tuple(bins), rng
+        self.max_tries, self.metric_name = max_tries, metric_name
+        self.on_unreachable = on_unreachable
+        self.unreachable: set[int] = set()
+
+    def __call__(self) -> Arch:
+        # Each pass returns a path or retires one bin, so len(bins) passes are enough.
+        for _ in range(len(self.bins)):
+            live = [i for i in range(len(self.bins)) if i not in self.unreachable]
+            if not live:
+                break
+            index = self.rng.choice(live)
+            target = self.bins[index]
+            try:
+                return sample_until(
+                    self.space, self.rng, lambda a: self.metric(a) in target, self.max_tries,
+                    what=f"{self.metric_name} in {target}",
+                )
+            except SamplingError:
+                self.unreachable.add(index)
+                if self.on_unreachable is not None:
+                    self.on_unreachable(target, self.max_tries)
+        ranges = ", ".join(map(str, self.bins))
+        raise SamplingError(
+            f"no {self.metric_name} bin is reachable: {self.max_tries} uniform draws missed each of {ranges}"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state(self.rng), "unreachable": sorted(self.unreachable)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _set_rng_state(self.rng, state["rng"])
+        self.unreachable = set(state["unreachable"])
+
+
+def make_metric(cfg: SamplerConfig, space: SearchSpace) -> Callable[[Arch], float]:
+    """The sampler's metric: exact FLOPs or params, or LUT-predicted latency (ms)."""
+    if cfg.metric == "latency":
+        from latency.predictor import LatencyPredictor  # only runs where a LUT is used
+
+        assert cfg.lut is not None
+        return LatencyPredictor.from_file(cfg.lut, space)
+    costs = CostModel(space)
+    if cfg.metric == "flops":
+        return lambda arch: float(costs(arch).flops)
+    return lambda arch: float(costs(arch).params)
+
+
+def make_sampler(
+    cfg: SamplerConfig,
+    space: SearchSpace,
+    seed: int,
+    on_unreachable: Callable[[Bin, int], None] | None = None,
+) -> PathSampler:
+    """The sampler a config asks for, drawing from ``random.Random(seed)``."""
+    if cfg.name == "uniform":
+        return UniformSampler(space, random.Random(seed))
+    metric = make_metric(cfg, space)
+    # The default range is estimated from its own stream, so the paths a run
+    # trains depend on the seed alone, not on how the range was found.
+    low, high = cfg.range or percentile_range(space, metric, random.Random(seed + 1))
+    return ConstraintSampler(
+        space, metric, equal_bins(low, high, cfg.bins), random.Random(seed),
+        max_tries=cfg.max_tries, metric_name=cfg.metric, on_unreachable=on_unreachable,
+    )

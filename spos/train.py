@@ -1,0 +1,471 @@
+"""Training loops: the supernet (SPOS Eq. 8) and any plain network, resumable exactly.
+
+`train_network` is the generic loop: SGD with the recipe's schedule, one
+optional path sampler (each step trains only the sampled path: parameters
+off the path keep ``grad = None``, so neither weight decay nor momentum
+moves them), tqdm progress, ``metrics.jsonl``, periodic evaluation, atomic
+checkpoints, and exact resume. `train_supernet` wires a `TrainConfig` into
+it and writes ``supernet.pt``.
+
+Why resume is exact (bit-identical on CPU):
+- the data order of epoch e is a permutation seeded by (seed, e)
+  (DistributedSampler, also with one process); a resumed run slices off the
+  batches already consumed instead of replaying them;
+- augmentation is seeded per (seed, epoch, sample) (see `spos.data`);
+- the global torch RNG (dropout) is reseeded every step from (seed, rank, step)
+  inside a forked RNG scope, so it never depends on history or leaks out;
+- the path sampler's `random.Random` state, the optimizer's momentum
+  buffers and the step are in the checkpoint; the learning rate is a pure
+  function of the step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from spos.arch import Arch
+from spos.bn import recalibrate_bn, top1_accuracy
+from spos.checkpoint import load_checkpoint, save_atomic, supernet_payload
+from spos.config import RESUMABLE_CHANGES, RecipeConfig, TrainConfig, config_differences
+from spos.data import _mix, fixed_batches, load_data, set_epoch
+from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
+from spos.sampling import sample_uniform
+from spos.samplers import Bin, PathSampler, make_sampler
+from spos.supernet import Supernet
+
+CHECKPOINT_FORMAT = "spos-train-checkpoint/1"
+CHECKPOINT_NAME, SUPERNET_NAME, METRICS_NAME, CONFIG_NAME = "checkpoint.pt", "supernet.pt", "metrics.jsonl", "config.yaml"
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What `train_network` needs besides the model and the data.
+
+    ``identity`` is stored in every checkpoint; resuming with a different one
+    is refused, naming the first differing key (keys in ``may_change`` excepted).
+    ``extra`` is stored in checkpoints too (e.g. the space, to load a
+    supernet from ``checkpoint.pt``).
+    """
+
+    out_dir: Path
+    recipe: RecipeConfig
+    seed: int
+    identity: Mapping[str, Any]
+    workers: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    eval_every: int = 0
+    may_change: tuple[str, ...] = RESUMABLE_CHANGES
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    description: str = "train"
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    step: int
+    total_steps: int
+    last_loss: float | None
+    last_eval: dict[str, Any] | None
+    checkpoint: Path
+    resumed_from: int
+    wall_s: float
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+
+@dataclass(frozen=True)
+class PathScore:
+    arch: str
+    top1: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int
+    total_steps: int
+    final_loss: float | None
+    path_scores: tuple[PathScore, ...]  # random paths after BN recalibration, on search-val
+    checkpoint: Path
+    supernet: Path
+    resumed_from: int
+    wall_s: float
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+    @property
+    def mean_path_top1(self) -> float | None:
+        return sum(p.top1 for p in self.path_scores) / len(self.path_scores) if self.path_scores else None
+
+
+# ---- recipe pieces ----------------------------------------------------------------------
+
+
+def learning_rate(step: int, recipe: RecipeConfig, total_steps: int) -> float:
+    """Linear warmup over ``warmup_steps``, then linear or cosine decay to 0 at ``total_steps``."""
+    if step < recipe.warmup_steps:
+        return recipe.lr * (step + 1) / recipe.warmup_steps
+    progress = (step - recipe.warmup_steps) / max(1, total_steps - recipe.warmup_steps)
+    progress = min(1.0, progress)
+    if recipe.schedule == "cosine":
+        return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return recipe.lr * (1.0 - progress)
+
+
+def make_optimizer(model: nn.Module, recipe: RecipeConfig) -> torch.optim.SGD:
+    """SGD with momentum; no weight decay on BatchNorm parameters and biases (1-d tensors)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+
+
+# ---- RNG state (stored for completeness; the loop itself reseeds per step) ------------------
+
+
+def _rng_states() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    states: dict[str, Any] = {
+        "python": {"version": version, "internal": list(internal), "gauss": py_gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ---- the loop -----------------------------------------------------------------------------
+
+
+class _EpochBatches:
+    """Per-rank batches of one epoch, deterministic in (seed, epoch), optionally starting mid-epoch."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, ctx: DistContext, workers: int) -> None:
+        if batch_size % ctx.world_size:
+            raise ValueError(f"recipe.batch_size: {batch_size} does not split evenly over {ctx.world_size} processes")
+        self.dataset, self.seed, self.ctx, self.workers = dataset, seed, ctx, workers
+        self.per_rank = batch_size // ctx.world_size
+        self.sampler = DistributedSampler(
+            dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self.steps_per_epoch = len(self.sampler) // self.per_rank
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"recipe.batch_size: {batch_size} is larger than the training split ({len(dataset)} images)"
+            )
+
+    def loader(self, epoch: int, skip_batches: int) -> DataLoader:
+        self.sampler.set_epoch(epoch)
+        set_epoch(self.dataset, epoch)
+        indices = list(self.sampler)[skip_batches * self.per_rank : self.steps_per_epoch * self.per_rank]
+        return DataLoader(
+            self.dataset, batch_size=self.per_rank, sampler=indices, drop_last=True, num_workers=self.workers,
+            pin_memory=self.ctx.device.type == "cuda",
+        )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after ``step`` (a killed run may have logged past its last checkpoint)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _check_identity(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any], may_change: tuple[str, ...]) -> None:
+    differences = config_differences(stored, current, may_change)
+    if differences:
+        key = differences[0]
+        old, new = _lookup(stored, key), _lookup(current, key)
+        raise ValueError(
+            f"{path} was written with a different configuration: {key} is {old!r} there, {new!r} now; "
+            "use another --out directory, or the original config"
+        )
+
+
+def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def train_network(
+    model: nn.Module,
+    train_set: Dataset,
+    settings: LoopSettings,
+    *,
+    sampler: PathSampler | None = None,
+    evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
+    ctx: DistContext | None = None,
+    max_steps: int | None = None,
+    resume: bool = False,
+) -> LoopResult:
+    """Train ``model`` (already on ``ctx.device``) on ``train_set``; see the module docstring.
+
+    With a ``sampler`` each step calls ``model(images, sampler())``, otherwise
+    ``model(images)``. ``evaluate(model)`` runs on the main process every
+    ``eval_every`` steps and at the end; its dict goes into ``metrics.jsonl``.
+    ``max_steps`` stops early (the schedule still spans the full recipe), so
+    a later ``resume`` continues the same run.
+    """
+    ctx = ctx or DistContext(0, 1, 0, next(model.parameters()).device)
+    out_dir = Path(settings.out_dir)
+    checkpoint_path, metrics_path = out_dir / CHECKPOINT_NAME, out_dir / METRICS_NAME
+    recipe = settings.recipe
+    batches = _EpochBatches(train_set, recipe.batch_size, settings.seed, ctx, settings.workers)
+    total = recipe.steps if recipe.steps is not None else recipe.epochs * batches.steps_per_epoch
+    stop = total if max_steps is None else min(total, max_steps)
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps: expected a positive integer, got {max_steps}")
+    optimizer = make_optimizer(model, recipe)
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+    start, saved_step = 0, None
+    if checkpoint_path.is_file():
+        if not resume:
+            raise ValueError(f"{out_dir} already holds a training checkpoint; pass --resume to continue it or choose another --out")
+        state = load_checkpoint(checkpoint_path, "training checkpoint")
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint_path}: not a {CHECKPOINT_FORMAT} file (format {state.get('format')!r})")
+        _check_identity(checkpoint_path, state["identity"], settings.identity, settings.may_change)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if sampler is not None:
+            sampler.load_state_dict(state["sampler"])
+        _set_rng_states(state["rng"])
+        start = saved_step = int(state["step"])
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(metrics_path, start)
+
+    def save_checkpoint(step: int) -> None:
+        if ctx.distributed:  # running statistics differ per rank; store their mean
+            all_reduce_mean_([b for b in model.buffers() if b.is_floating_point()], ctx)
+        if ctx.is_main:
+            save_atomic(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "step": step,
+                    "total_steps": total,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "sampler": sampler.state_dict() if sampler is not None else None,
+                    "rng": _rng_states(),
+                    "identity": dict(settings.identity),
+                    "world_size": ctx.world_size,
+                    **settings.extra,
+                },
+                checkpoint_path,
+            )
+        barrier(ctx)
+
+    def log(record: dict[str, Any]) -> None:
+        if ctx.is_main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def run_eval(step: int) -> dict[str, Any] | None:
+        if evaluate is None:
+            return None
+        result = evaluate(model) if ctx.is_main else None
+        model.train()
+        if result is not None:
+            log({"step": step, "eval": result})
+        barrier(ctx)
+        return result
+
+    started = time.perf_counter()
+    last_loss: float | None = None
+    last_eval: dict[str, Any] | None = None
+    window = {"loss": 0.0, "correct": 0.0, "images": 0.0, "steps": 0, "t0": time.perf_counter()}
+    devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
+    progress = tqdm(total=stop, initial=start, desc=settings.description, unit="step", disable=not ctx.is_main,
+                    dynamic_ncols=True)
+    model.train()
+    step = start
+    try:
+        with torch.random.fork_rng(devices=devices):
+            while step < stop:
+                epoch, offset = divmod(step, batches.steps_per_epoch)
+                for images, labels in batches.loader(epoch, offset):
+                    lr = learning_rate(step, recipe, total)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    torch.manual_seed(_mix(settings.seed, ctx.rank, step))
+                    images = images.to(ctx.device, non_blocking=True)
+                    labels = labels.to(ctx.device, non_blocking=True)
+                    arch: Arch | None = sampler() if sampler is not None else None
+                    optimizer.zero_grad(set_to_none=True)
+                    logits = model(images) if arch is None else model(images, arch)
+                    loss = criterion(logits, labels)
+                    loss.backward()
+                    # Averaged across ranks in the same collective as the gradients;
+                    # a NaN on any rank reaches every rank, so all stop together.
+                    stats = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()])
+                    grads = [p.grad for p in model.parameters() if p.grad is not None]
+                    all_reduce_mean_(grads + [stats], ctx)
+                    loss_value, top1 = stats.tolist()
+                    if not math.isfinite(loss_value):
+                        kept = (f"kept the last good checkpoint {checkpoint_path} (step {saved_step})"
+                                if saved_step is not None else "no checkpoint was written yet")
+                        raise TrainingDiverged(
+                            f"loss became {loss_value} at step {step} (path {arch}); {kept}; "
+                            "lower recipe.lr or raise recipe.warmup_steps"
+                        )
+                    optimizer.step()
+                    step += 1
+                    last_loss = loss_value
+                    window["loss"] += loss_value
+                    window["correct"] += top1
+                    window["images"] += len(labels) * ctx.world_size
+                    window["steps"] += 1
+                    progress.update(1)
+                    if step % settings.log_every == 0 or step == stop:
+                        elapsed = time.perf_counter() - window["t0"]
+                        record = {
+                            "step": step, "epoch": epoch, "lr": lr,
+                            "loss": window["loss"] / window["steps"], "top1": window["correct"] / window["steps"],
+                            "images_per_s": window["images"] / max(elapsed, 1e-9),
+                        }
+                        log(record)
+                        progress.set_postfix(loss=f"{record['loss']:.3f}", top1=f"{record['top1']:.3f}",
+                                             img_s=f"{record['images_per_s']:.0f}", lr=f"{lr:.3g}")
+                        window = {"loss": 0.0, "correct": 0.0, "images": 0.0, "steps": 0, "t0": time.perf_counter()}
+                    if step % settings.checkpoint_every == 0 or step == stop:
+                        save_checkpoint(step)
+                        saved_step = step
+                    if settings.eval_every and step % settings.eval_every == 0 and step != stop:
+                        last_eval = run_eval(step)
+                    if step >= stop:
+                        break
+            if start < stop or last_eval is None:
+                last_eval = run_eval(step)
+    finally:
+        progress.close()
+    return LoopResult(step, total, last_loss, last_eval, checkpoint_path, start, time.perf_counter() - started)
+
+
+# ---- the supernet --------------------------------------------------------------------------
+
+
+def evaluation_paths(supernet: Supernet, count: int, seed: int) -> list[Arch]:
+    """The random paths a run evaluates: the same ones at every evaluation, so the curves compare."""
+    rng = random.Random(_mix(seed, "eval-paths"))
+    return [sample_uniform(supernet.space, rng) for _ in range(count)]
+
+
+def score_paths(
+    supernet: Supernet,
+    arches: list[Arch],
+    recalibration: list[torch.Tensor],
+    validation: list[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+) -> list[PathScore]:
+    """Top-1 of each path as a static subnet, its BN statistics recomputed first."""
+    scores = []
+    for arch in arches:
+        net = supernet.subnet(arch).to(device)
+        recalibrate_bn(net, (x.to(device) for x in recalibration))
+        top1 = top1_accuracy(net, ((x.to(device), y.to(device)) for x, y in validation))
+        scores.append(PathScore(str(arch), top1))
+    return scores
+
+
+def train_supernet(
+    cfg: TrainConfig, out_dir: Path, *, max_steps: int | None = None, resume: bool = False, seed: int | None = None
+) -> TrainResult:
+    """Train a supernet as configured into ``out_dir`` (checkpoint.pt, supernet.pt,
+    metrics.jsonl, config.yaml); works the same under ``torchrun``."""
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    out_dir = Path(out_dir)
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train_supernet(cfg, out_dir, ctx, max_steps, resume)
+    finally:
+        shutdown(ctx)
+
+
+def _train_supernet(cfg: TrainConfig, out_dir: Path, ctx: DistContext, max_steps: int | None, resume: bool) -> TrainResult:
+    space = cfg.load_space()
+    splits = load_data(cfg.data, seed=cfg.seed)
+    if splits.num_classes != space.num_classes:
+        raise ValueError(
+            f"data: the {cfg.data.dataset} dataset has {splits.num_classes} classes, "
+            f"space {space.name!r} has num_classes {space.num_classes}"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_mix(cfg.seed, "init"))
+        supernet = Supernet(space).to(ctx.device)
+
+    def report_unreachable(target: Bin, tries: int) -> None:
+        if ctx.is_main:
+            tqdm.write(f"spos train: {cfg.sampler.metric} bin {target} not hit in {tries} uniform draws; sampling the other bins")
+
+    sampler = make_sampler(cfg.sampler, space, _mix(cfg.seed, "sampler") % 2**32, report_unreachable)
+    evaluate = None
+    if cfg.eval.paths:
+        arches = evaluation_paths(supernet, cfg.eval.paths, cfg.seed)
+        recal = [x for x, _ in fixed_batches(splits.train, cfg.eval.recal_batches, cfg.eval.batch_size, cfg.seed)]
+        val = [b for b in DataLoader(splits.search_val, batch_size=cfg.eval.batch_size, shuffle=False)]
+
+        def evaluate(model: nn.Module) -> dict[str, Any]:
+            scores = score_paths(supernet, arches, recal, val, ctx.device)
+            return {"paths": [vars(s) for s in scores], "mean_top1": sum(s.top1 for s in scores) / len(scores)}
+
+    identity = {**cfg.to_dict(), "space_hash": space.hash}
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    settings = LoopSettings(
+        out_dir=out_dir, recipe=cfg.recipe, seed=cfg.seed, identity=identity, workers=cfg.data.workers,
+        checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, eval_every=cfg.eval.every,
+        extra={"space": space.to_dict(), "config": cfg.to_dict(), "bn_affine": supernet.bn_affine},
+        description="supernet",
+    )
+    loop = train_network(supernet, splits.train, settings, sampler=sampler, evaluate=evaluate, ctx=ctx,
+                         max_steps=max_steps, resume=resume)
+    supernet_path = out_dir / SUPERNET_NAME
+    if ctx.is_main:
+        save_atomic(supernet_payload(supernet, cfg, loop.step), supernet_path)
+    barrier(ctx)
+    scores = tuple(PathScore(**p) for p in (loop.last_eval or {}).get("paths", []))
+    return TrainResult(out_dir, loop.step, loop.total_steps, loop.last_loss, scores, loop.checkpoint, supernet_path,
+                       loop.resumed_from, loop.wall_s)
