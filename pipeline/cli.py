@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "pipeline.commands.lut",
     "pipeline.commands.export",
     "pipeline.commands.bench",
+    "pipeline.commands.retrain",
     "pipeline.commands.search",
     "pipeline.commands.train",
 ]
