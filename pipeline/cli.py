@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "pipeline.commands.export",
     "pipeline.commands.bench",
     "pipeline.commands.retrain",
+    "pipeline.commands.run",
     "pipeline.commands.search",
     "pipeline.commands.train",
 ]

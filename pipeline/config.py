@@ -33,14 +33,19 @@ class DeviceTarget:
     threads: int | None = None
     timing: dict[str, Any] | None = None  # latency.timing.TimingSettings fields
     latency_ms: tuple[float, ...] = ()  # latency budgets on this device (one search each)
+    # Budgets placed within the LUT's reachable range instead: 0 = fastest arch, 1 = slowest.
+    # Portable across machines, where absolute milliseconds are not.
+    latency_fraction: tuple[float, ...] = ()
     max_flops: int | None = None  # optional bound added to every budget
     max_params: int | None = None
+    calibration_archs: int = 20  # whole networks measured to calibrate the LUT
+    validation_archs: int = 0  # fresh networks measured twice to validate it (0: skip)
 
 
 @dataclass(frozen=True)
 class TrainStage:
     config: Path  # TrainConfig YAML (data, space, recipe)
-    max_steps: int | None = None
+    overrides: dict[str, Any] | None = None  # dotted keys replaced in it, e.g. {"recipe.steps": 300}
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,8 @@ class SearchStage:
 
 @dataclass(frozen=True)
 class RetrainStage:
-    config: Path  # TrainConfig YAML of the from-scratch retraining recipe
-    max_steps: int | None = None
+    config: Path  # TrainConfig YAML of the retraining recipe
+    overrides: dict[str, Any] | None = None
     init_from_supernet: bool = False
 
 
@@ -164,6 +169,13 @@ def _device(data: Any, where: str) -> DeviceTarget:
     for i, ms in enumerate(budgets):
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms <= 0:
             raise ValueError(f"{where}.latency_ms[{i}]: expected a positive number of milliseconds, got {ms!r}")
+    fractions = _get(data, "latency_fraction", (list, float), where, [])
+    fractions = fractions if isinstance(fractions, list) else [fractions]
+    for i, f in enumerate(fractions):
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+            raise ValueError(f"{where}.latency_fraction[{i}]: expected a number in (0, 1], got {f!r}")
+    if budgets and fractions:
+        raise ValueError(f"{where}: give latency_ms or latency_fraction, not both")
     target = DeviceTarget(
         name=_name(_get(data, "name", str, where), f"{where}.name"),
         backend=_get(data, "backend", str, where),
@@ -174,11 +186,20 @@ def _device(data: Any, where: str) -> DeviceTarget:
         threads=_positive(data, "threads", where, None),
         timing=_get(data, "timing", dict, where, None),
         latency_ms=tuple(float(ms) for ms in budgets),
+        latency_fraction=tuple(float(f) for f in fractions),
         max_flops=_count(data, "max_flops", where),
         max_params=_count(data, "max_params", where),
+        calibration_archs=_positive(data, "calibration_archs", where, 20),
+        validation_archs=_get(data, "validation_archs", int, where, 0),
     )
-    if not (target.latency_ms or target.max_flops or target.max_params):
-        raise ValueError(f"{where}: no budget; expected latency_ms (a list of ms), max_flops or max_params")
+    if target.calibration_archs < 3:
+        raise ValueError(f"{where}.calibration_archs: expected at least 3, got {target.calibration_archs}")
+    if target.validation_archs == 1 or target.validation_archs < 0:
+        raise ValueError(f"{where}.validation_archs: expected 0 (skip) or at least 2, got {target.validation_archs}")
+    if not (target.latency_ms or target.latency_fraction or target.max_flops or target.max_params):
+        raise ValueError(
+            f"{where}: no budget; expected latency_ms (a list of ms), latency_fraction, max_flops or max_params"
+        )
     # Validate the measurement settings here, not an hour later in the profile stage.
     from latency.backends import BackendConfig
     from latency.timing import TimingSettings
@@ -201,10 +222,10 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     _check_keys(data, ["name", "seed", "train", "devices", "search", "retrain", "export"], where)
 
     train_d = _mapping(data, "train", where)
-    _check_keys(train_d, ["config", "max_steps"], f"{where}.train")
+    _check_keys(train_d, ["config", "overrides"], f"{where}.train")
     train = TrainStage(
         resolve_path(_get(train_d, "config", str, f"{where}.train"), f"{where}.train.config"),
-        _positive(train_d, "max_steps", f"{where}.train", None),
+        _get(train_d, "overrides", dict, f"{where}.train", None),
     )
 
     devices_d = _get(data, "devices", list, where)
@@ -236,10 +257,10 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     )
 
     retrain_d = _mapping(data, "retrain", where)
-    _check_keys(retrain_d, ["config", "max_steps", "init_from_supernet"], f"{where}.retrain")
+    _check_keys(retrain_d, ["config", "overrides", "init_from_supernet"], f"{where}.retrain")
     retrain = RetrainStage(
         resolve_path(_get(retrain_d, "config", str, f"{where}.retrain"), f"{where}.retrain.config"),
-        _positive(retrain_d, "max_steps", f"{where}.retrain", None),
+        _get(retrain_d, "overrides", dict, f"{where}.retrain", None),
         _get(retrain_d, "init_from_supernet", bool, f"{where}.retrain", False),
     )
 

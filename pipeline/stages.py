@@ -1,0 +1,278 @@
+"""The pipeline's stages: one function each, calling the library entry point of that stage.
+
+profile/<device> -> train -> search/<device> -> retrain/<device>/<budget>
+-> export/<device>/<budget> -> bench/<device>/<budget>, then ``report.md``.
+Budgets are numbered in the order `spos.search.build_budgets` makes them
+(the order of ``latency_ms`` in the pipeline file). Each function writes
+only into its stage folder and returns the files it produced; resuming is
+the library's own (``resume=ctx.resume``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.config import DeviceTarget, PipelineConfig
+from pipeline.report import DeploymentRow, Plot, write_report
+from pipeline.run import RunResult, StageContext, StageEvent, StageSpec, hash_path, run_stages
+from spos.config import TrainConfig, load_train_config
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every stage needs, loaded and validated once before anything runs."""
+
+    cfg: PipelineConfig
+    train: TrainConfig
+    retrain: TrainConfig
+
+
+def prepare(cfg: PipelineConfig) -> Prepared:
+    train = load_train_config(cfg.train.config, overrides=cfg.train.overrides or {})
+    retrain = load_train_config(cfg.retrain.config, overrides=cfg.retrain.overrides or {})
+    if retrain.load_space().hash != train.load_space().hash:
+        raise ValueError(
+            f"{cfg.retrain.config}: its space differs from the supernet's ({cfg.train.config}); expected the same space"
+        )
+    return Prepared(cfg, train, retrain)
+
+
+def _timing(device: DeviceTarget):
+    from latency.timing import TimingSettings
+
+    return TimingSettings(**(device.timing or {}))
+
+
+def export_batch(device: DeviceTarget) -> int:
+    """TensorRT: the profiled batch is the profile's max and opt. Others: at least 2, since
+    a dynamic batch axis traced at batch 1 may be specialized away by the exporter."""
+    return device.batch if device.backend == "tensorrt" else max(device.batch, 2)
+
+
+# ---- the stage functions ------------------------------------------------------------------
+
+
+def profile_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
+    from latency.backends import BackendConfig
+    from latency.profile import profile_space
+    from latency.validate import validate_lut
+
+    lut = ctx.stage_dir / "lut.json"
+    config = BackendConfig(device.backend, device.device, device.provider, device.batch, device.precision,
+                           device.threads, _timing(device))
+    profile_space(p.train.load_space(), config, lut, calibration_archs_count=device.calibration_archs,
+                  seed=p.cfg.seed, resume=ctx.resume)
+    outputs = {"lut": lut}
+    if device.validation_archs:
+        plot = ctx.stage_dir / "lut-validation.png"
+        validate_lut(lut, device.validation_archs, seed=p.cfg.seed + 1, plot_path=plot)
+        outputs["validation_plot"] = plot
+    return outputs
+
+
+def train_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
+    from spos.train import train_supernet
+
+    result = train_supernet(p.train, ctx.stage_dir, resume=ctx.resume)
+    return {"supernet": result.supernet, "metrics": ctx.stage_dir / "metrics.jsonl"}
+
+
+def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
+    from latency.predictor import LatencyPredictor
+    from spos.checkpoint import load_supernet
+    from spos.data import load_data
+    from spos.evaluate import CandidateEvaluator, evaluation_batches
+    from spos.evolution import EvolutionSettings
+    from spos.search import LatencyBound, build_budgets, run_search
+
+    supernet_path = ctx.input("train", "supernet")
+    loaded = load_supernet(supernet_path)
+    space = loaded.space
+    latency = []
+    if device.latency_ms or device.latency_fraction:
+        predictor = LatencyPredictor.from_file(ctx.input(f"profile/{device.name}", "lut"), space)
+        latency = [LatencyBound(device.name, predictor, budget_ms(device, predictor))]
+    budgets = build_budgets(
+        space,
+        max_flops=[device.max_flops] if device.max_flops else [],
+        max_params=[device.max_params] if device.max_params else [],
+        latency=latency,
+    )
+    search = p.cfg.search
+    batches = evaluation_batches(load_data(loaded.config.data), search.recalibration_batches, search.batch_size,
+                                 p.cfg.seed)
+    identity = {"supernet": {"file": supernet_path.name, "sha256": hash_path(supernet_path)[:16]},
+                "data": loaded.config.data.to_dict(),
+                "evaluation": {"recal_batches": search.recalibration_batches, "batch_size": search.batch_size}}
+    run_search(space, CandidateEvaluator(loaded.supernet, batches), budgets, ctx.stage_dir,
+               strategies=search.strategies, settings=EvolutionSettings(**(search.settings or {})),
+               seed=p.cfg.seed, resume=ctx.resume, identity=identity)
+    outputs = {"result": ctx.stage_dir / "result.json"}
+    for name in ("search.png", "pareto.png"):
+        if (ctx.stage_dir / name).is_file():
+            outputs[name.removesuffix(".png") + "_plot"] = ctx.stage_dir / name
+    return outputs
+
+
+def budget_ms(device: DeviceTarget, predictor: Any) -> tuple[float, ...]:
+    """The device's latency budgets in ms; fractions of the LUT's reachable range resolved here."""
+    if device.latency_ms:
+        return device.latency_ms
+    low, high = predictor.min_ms(), predictor.max_ms()
+    return tuple(round(low + f * (high - low), 4) for f in device.latency_fraction)
+
+
+def budget_entry(result_path: Path, index: int) -> dict[str, Any]:
+    budgets = json.loads(result_path.read_text())["budgets"]
+    if index >= len(budgets):
+        raise ValueError(f"{result_path} has {len(budgets)} budgets; budget {index + 1} was expected")
+    return budgets[index]
+
+
+def retrain_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
+    from spos.arch import Arch
+    from spos.retrain import retrain
+
+    entry = budget_entry(ctx.input(f"search/{device.name}", "result"), index)
+    init = ctx.input("train", "supernet") if p.cfg.retrain.init_from_supernet else None
+    result = retrain(Arch.from_json(entry["best"]), p.retrain, ctx.stage_dir, init_from_supernet=init,
+                     resume=ctx.resume)
+    return {"model": result.model, "metrics": ctx.stage_dir / "metrics.jsonl"}
+
+
+def export_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
+    from export.deploy import export_model
+
+    formats = ("onnx", "tensorrt") if device.backend == "tensorrt" else ("onnx",)
+    model = ctx.input(f"retrain/{device.name}/budget-{index + 1}", "model")
+    result = export_model(model, ctx.stage_dir, formats=formats, batch=export_batch(device),
+                          precision=device.precision, opset=p.cfg.export.opset,
+                          num_images=p.cfg.export.parity_images, seed=p.cfg.seed)
+    outputs = {"onnx": result.onnx, "card": result.card}
+    if result.engine is not None:
+        outputs["engine"] = result.engine
+    return outputs
+
+
+def bench_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
+    from export.bench import bench_model
+
+    budget = f"{device.name}/budget-{index + 1}"
+    model = {
+        "torch": ctx.input(f"retrain/{budget}", "model") if device.backend == "torch" else None,
+        "onnxruntime": ctx.input(f"export/{budget}", "onnx"),
+        "tensorrt": ctx.input(f"export/{budget}", "engine") if device.backend == "tensorrt" else None,
+    }[device.backend]
+    result = bench_model(model, device.backend, batch=device.batch, device=device.device, provider=device.provider,
+                         precision=device.precision, threads=device.threads, timing=_timing(device),
+                         lut=ctx.input(f"profile/{device.name}", "lut"))
+    out = ctx.stage_dir / "bench.json"
+    out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return {"bench": out}
+
+
+# ---- assembling ----------------------------------------------------------------------------
+
+
+def num_budgets(device: DeviceTarget) -> int:
+    """How many budgets `build_budgets` makes for the device: one per latency value, else one."""
+    return max(1, len(device.latency_ms) or len(device.latency_fraction))
+
+
+def build_stages(p: Prepared) -> list[StageSpec]:
+    cfg = p.cfg
+    train_identity = {**p.train.to_dict(), "space_hash": p.train.load_space().hash}
+    retrain_identity = {**p.retrain.to_dict(), "init_from_supernet": cfg.retrain.init_from_supernet}
+    stages = []
+    for d in cfg.devices:
+        stages.append(StageSpec(f"profile/{d.name}", {"device": _device_json(d), "space_hash":
+                                train_identity["space_hash"], "seed": cfg.seed}, partial(profile_stage, p, d)))
+    stages.append(StageSpec("train", train_identity, partial(train_stage, p)))
+    for d in cfg.devices:
+        search_params = {"search": cfg.section("search"), "device": _device_json(d), "seed": cfg.seed}
+        stages.append(StageSpec(f"search/{d.name}", search_params, partial(search_stage, p, d),
+                                needs=("train", f"profile/{d.name}")))
+        for k in range(num_budgets(d)):
+            b = f"{d.name}/budget-{k + 1}"
+            retrain_needs = (f"search/{d.name}",) + (("train",) if cfg.retrain.init_from_supernet else ())
+            stages.append(StageSpec(f"retrain/{b}", {**retrain_identity, "budget": k},
+                                    partial(retrain_stage, p, d, k), needs=retrain_needs))
+            stages.append(StageSpec(f"export/{b}", {"export": cfg.section("export"), "device": _device_json(d),
+                                                    "seed": cfg.seed},
+                                    partial(export_stage, p, d, k), needs=(f"retrain/{b}",)))
+            stages.append(StageSpec(f"bench/{b}", {"device": _device_json(d)}, partial(bench_stage, p, d, k),
+                                    needs=(f"profile/{d.name}", f"retrain/{b}", f"export/{b}")))
+    return stages
+
+
+def _device_json(device: DeviceTarget) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(device)
+
+
+# ---- the report --------------------------------------------------------------------------
+
+
+def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[DeploymentRow]:
+    from spos.model_file import load_model
+
+    rows = []
+    for d in cfg.devices:
+        for k in range(num_budgets(d)):
+            b = f"{d.name}/budget-{k + 1}"
+            entry = budget_entry(outputs[f"search/{d.name}"]["result"], k)
+            bench = json.loads(outputs[f"bench/{b}"]["bench"].read_text())
+            model = load_model(outputs[f"retrain/{b}"]["model"])
+            artifacts = {"model.pt": outputs[f"retrain/{b}"]["model"], **{
+                name: path for name, path in outputs[f"export/{b}"].items() if name in ("onnx", "engine")}}
+            rows.append(DeploymentRow(
+                device=d.name, backend=f"{d.backend}, batch {d.batch}, {d.precision}", budget=entry["label"],
+                arch=entry["best"]["arch"], flops=entry["best"]["flops"], params=entry["best"]["params"],
+                predicted_ms=bench["predicted_ms"], measured_ms=bench["median_ms"],
+                top1=model.metrics.get("test_top1"), artifacts=artifacts,
+            ))
+    return rows
+
+
+def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[Plot]:
+    plots = []
+    for d in cfg.devices:
+        if "validation_plot" in outputs[f"profile/{d.name}"]:
+            plots.append(Plot(f"{d.name}: LUT prediction vs measurement (held-out archs)",
+                              outputs[f"profile/{d.name}"]["validation_plot"]))
+        for name, caption in (("search_plot", "search progress"), ("pareto_plot", "accuracy vs cost")):
+            if name in outputs[f"search/{d.name}"]:
+                plots.append(Plot(f"{d.name}: {caption}", outputs[f"search/{d.name}"][name]))
+    return plots
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    run: RunResult
+    report: Path
+    rows: list[DeploymentRow]
+
+
+def run_pipeline(
+    cfg: PipelineConfig, run_dir: Path, *, on_event: Callable[[StageEvent], None] | None = None
+) -> PipelineResult:
+    """Run (or finish, or skip) every stage in ``run_dir``, then write ``run_dir/report.md``."""
+    prepared = prepare(cfg)
+    identity = {"name": cfg.name, "file": str(cfg.source)}
+    result = run_stages(build_stages(prepared), run_dir, pipeline=identity, on_event=on_event)
+    rows = report_rows(cfg, result.outputs)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    times = {sid: rec["wall_s"] for sid, rec in manifest["stages"].items() if rec.get("wall_s") is not None}
+    report = write_report(
+        run_dir / "report.md", f"Pipeline {cfg.name}", rows, report_plots(cfg, result.outputs),
+        facts={"pipeline file": str(cfg.source), "supernet": str(result.outputs["train"]["supernet"]),
+               "space": prepared.train.load_space().name, "data": prepared.train.data.dataset,
+               "accuracy": "top-1 of the retrained network on the dataset's untouched test split"},
+        stage_times=times,
+    )
+    return PipelineResult(result, report, rows)

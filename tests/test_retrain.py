@@ -1,0 +1,94 @@
+"""spos retrain: a static net through the shared training loop, resumable, scored on the test split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline.cli import main
+from spos.arch import Arch
+from spos.config import load_train_config
+from spos.model_file import load_model
+from spos.retrain import retrain, searched_arch
+from tests.conftest import tiny_space_dict
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    """Digits at 16x16 grey on a few-channel space: a step takes milliseconds."""
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(tiny_space_dict(in_channels=1)))
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "space": "space.yaml",
+        "data": {"dataset": "digits", "search_val_per_class": 5},
+        "recipe": {"batch_size": 32, "steps": 8, "lr": 0.05},
+        "eval": {"batch_size": 200},
+        "checkpoint_every": 2,
+        "log_every": 2,
+        "device": "cpu",
+    }))
+    return config
+
+
+ARCH = "0:1,1:0,2:2,3:1"
+
+
+def test_retrain_writes_a_self_describing_model_with_test_accuracy(tiny_config, tmp_path):
+    cfg = load_train_config(tiny_config)
+    result = retrain(Arch.parse(ARCH), cfg, tmp_path / "run")
+    assert result.finished and result.step == 8
+    assert 0.0 <= result.test_top1 <= 1.0
+    model = load_model(result.model)
+    assert str(model.arch) == ARCH and model.space.hash == cfg.load_space().hash
+    assert model.metrics["test_top1"] == result.test_top1 and model.metrics["test_images"] == 360
+    assert model.config["data"]["dataset"] == "digits"  # what export checks parity on
+    with torch.no_grad():
+        assert model.net(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) >= 4
+
+
+def test_interrupted_retrain_resumes_to_the_same_weights(tiny_config, tmp_path):
+    cfg = load_train_config(tiny_config)
+    straight = retrain(Arch.parse(ARCH), cfg, tmp_path / "a")
+    partial = retrain(Arch.parse(ARCH), cfg, tmp_path / "b", max_steps=4)
+    assert not partial.finished and partial.step == 4
+    with pytest.raises(ValueError, match="pass --resume"):
+        retrain(Arch.parse(ARCH), cfg, tmp_path / "b")
+    resumed = retrain(Arch.parse(ARCH), cfg, tmp_path / "b", resume=True)
+    assert resumed.finished and resumed.resumed_from == 4
+    a, b = load_model(straight.model).net.state_dict(), load_model(resumed.model).net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.test_top1 == straight.test_top1
+
+
+def test_searched_arch_reads_strings_result_files_and_budgets(tmp_path):
+    result = tmp_path / "result.json"
+    budgets = [{"label": "flops<=1M", "best": {"arch": "0,1"}}, {"label": "flops<=2M", "best": {"arch": "1,1"}}]
+    result.write_text(json.dumps({"format": "spos-search-result/1", "budgets": budgets}))
+    assert searched_arch("2,0") == Arch((2, 0))
+    assert searched_arch(result, "flops<=2M") == Arch((1, 1))
+    with pytest.raises(ValueError, match="holds 2 budgets; pick one with --budget, one of: flops<=1M; flops<=2M"):
+        searched_arch(result)
+    with pytest.raises(ValueError, match="has no budget 'x'"):
+        searched_arch(result, "x")
+
+
+def test_retrain_command_refuses_bad_input(tiny_config, tmp_path, capsys):
+    assert main(["retrain", "--arch", "9,9,9,9", "--config", str(tiny_config), "--out", str(tmp_path / "r")]) == 2
+    assert "op index 9 is out of range" in capsys.readouterr().err
+    assert main(["retrain", "--arch", ARCH, "--config", str(tiny_config), "--out", str(tmp_path / "r"),
+                 "--init-from-supernet", str(tmp_path / "missing.pt")]) == 2
+    assert "supernet checkpoint not found" in capsys.readouterr().err
+
+
+def test_retrain_command_json(tiny_config, tmp_path, capsys):
+    assert main(["retrain", "--arch", ARCH, "--config", str(tiny_config), "--out", str(tmp_path / "r"),
+                 "--max-steps", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["step"] == 2 and printed["finished"] is False and printed["arch"] == ARCH
+    assert Path(printed["model"]).is_file()
