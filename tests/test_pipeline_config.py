@@ -18,7 +18,8 @@ PIPELINES = sorted((ROOT / "configs" / "pipelines").glob("*.yaml"))
 def test_shipped_pipelines_load(path):
     import torch
 
-    if "device: cuda" in path.read_text() and not torch.cuda.is_available():
+    devices = yaml.safe_load(path.read_text())["devices"]
+    if any(d.get("device") == "cuda" for d in devices) and not torch.cuda.is_available():
         # Refused up front, before any stage runs, with what to install.
         with pytest.raises(ValueError, match=r"devices\[0\]: device 'cuda' asked for, but torch sees no CUDA GPU"):
             load_pipeline(path)
