@@ -276,6 +276,13 @@ def train_network(
         _truncate_metrics(metrics_path, start)
 
     def save_checkpoint(step: int) -> None:
+        # A finite loss can still come with overflowed weights; never store those.
+        for name, param in model.named_parameters():
+            if not torch.isfinite(param).all():
+                raise TrainingDiverged(
+                    f"weights {name} became non-finite at step {step}; {kept_message()}; "
+                    "lower recipe.lr or raise recipe.warmup_steps"
+                )
         if ctx.distributed:  # running statistics differ per rank; store their mean
             all_reduce_mean_([b for b in model.buffers() if b.is_floating_point()], ctx)
         if ctx.is_main:
@@ -295,6 +302,11 @@ def train_network(
                 checkpoint_path,
             )
         barrier(ctx)
+
+    def kept_message() -> str:
+        if saved_step is None:
+            return "no checkpoint was written yet"
+        return f"kept the last good checkpoint {checkpoint_path} (step {saved_step})"
 
     def log(record: dict[str, Any]) -> None:
         if ctx.is_main:
@@ -343,10 +355,8 @@ def train_network(
                     all_reduce_mean_(grads + [stats], ctx)
                     loss_value, top1 = stats.tolist()
                     if not math.isfinite(loss_value):
-                        kept = (f"kept the last good checkpoint {checkpoint_path} (step {saved_step})"
-                                if saved_step is not None else "no checkpoint was written yet")
                         raise TrainingDiverged(
-                            f"loss became {loss_value} at step {step} (path {arch}); {kept}; "
+                            f"loss became {loss_value} at step {step} (path {arch}); {kept_message()}; "
                             "lower recipe.lr or raise recipe.warmup_steps"
                         )
                     optimizer.step()

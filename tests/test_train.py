@@ -1,0 +1,161 @@
+"""Supernet training: exact resume after SIGKILL, single-path updates, refusals, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from spos.checkpoint import load_checkpoint, load_supernet
+from spos.config import load_train_config
+from spos.train import TrainingDiverged, train_supernet
+from tests.conftest import ROOT, tiny_space_dict
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run faster on one thread, above all on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(folder: Path, steps: int = 12, **recipe) -> Path:
+    """A few-channel space on digits (16x16, grey repeated to 3 channels), seconds per run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "space.yaml").write_text(yaml.safe_dump(tiny_space_dict()))
+    config = {
+        "space": "space.yaml",
+        "data": {"dataset": "digits", "search_val_per_class": 5, "workers": 0},
+        "recipe": {"batch_size": 32, "steps": steps, "lr": 0.1, "warmup_steps": 2, **recipe},
+        "sampler": {"name": "uniform_constraint", "bins": 3},
+        "eval": {"paths": 1, "recal_batches": 1, "batch_size": 25},
+        "checkpoint_every": 4,
+        "log_every": 2,
+        "seed": 0,
+    }
+    path = folder / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def spos_train(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "train", *args], env=ENV, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-2000:]
+    return out
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    config = tiny_config(tmp_path / "cfg", steps=36, warmup_steps=4)
+    args = lambda run: ["--config", str(config), "--out", str(tmp_path / run)]  # noqa: E731
+    reference = spos_train(*args("whole"))
+
+    killed = spos_train(*args("killed"))
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    finish(reference)
+    interrupted_at = load_checkpoint(checkpoint)["step"]
+    assert 0 < interrupted_at < 36, "the run finished before it could be killed; nothing was resumed"
+
+    finish(spos_train(*args("killed"), "--resume"))
+    a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    b = load_checkpoint(checkpoint)
+    assert a["step"] == b["step"] == 36
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    momentum_a = {k: v["momentum_buffer"] for k, v in a["optimizer"]["state"].items()}
+    momentum_b = {k: v["momentum_buffer"] for k, v in b["optimizer"]["state"].items()}
+    assert momentum_a.keys() == momentum_b.keys()
+    assert all(torch.equal(momentum_a[k], momentum_b[k]) for k in momentum_a)
+    assert a["sampler"] == b["sampler"]
+    # the metrics of the resumed run continue where the checkpoint was, without duplicates
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+             if "eval" not in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 36
+
+
+def test_one_step_touches_only_the_sampled_path(tmp_path):
+    cfg = load_train_config(tiny_config(tmp_path / "cfg", steps=1))
+    initial = load_supernet_weights_after(cfg, tmp_path / "init", steps=None)
+    result = train_supernet(cfg, tmp_path / "run")
+    state = load_checkpoint(result.checkpoint)
+    loaded = load_supernet(result.supernet)
+    # the path of step 1 is the sampler's first draw
+    from spos.samplers import make_sampler
+    from spos.data import _mix
+
+    arch = make_sampler(cfg.sampler, loaded.space, _mix(cfg.seed, "sampler") % 2**32)()
+    on_path = {id(p) for p in loaded.supernet.path_parameters(arch)}
+    names = [n for n, p in loaded.supernet.named_parameters() if id(p) in on_path]
+    # SGD keeps momentum only for parameters that had a gradient
+    with_momentum = {i for i, s in state["optimizer"]["state"].items() if "momentum_buffer" in s}
+    params = list(loaded.supernet.parameters())
+    assert with_momentum == {i for i, p in enumerate(params) if id(p) in on_path}
+    for name, value in loaded.supernet.named_parameters():
+        changed = not torch.equal(value, initial[name])
+        assert changed == (name in names), name
+
+
+def load_supernet_weights_after(cfg, out: Path, steps):
+    """The initial weights of a run (the supernet is built from the seed alone)."""
+    from spos.data import _mix
+    from spos.supernet import Supernet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_mix(cfg.seed, "init"))
+        net = Supernet(cfg.load_space())
+    return {n: p.detach().clone() for n, p in net.named_parameters()}
+
+
+def test_run_directory_contents_and_refusals(tmp_path):
+    cfg = load_train_config(tiny_config(tmp_path / "cfg", steps=4))
+    result = train_supernet(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"checkpoint.pt", "supernet.pt", "metrics.jsonl", "config.yaml"}
+    assert result.finished and result.mean_path_top1 is not None and len(result.path_scores) == 1
+    assert load_train_config(run / "config.yaml") == cfg
+    loaded = load_supernet(run / "supernet.pt")
+    assert loaded.space.name == "tiny" and loaded.config == cfg and loaded.step == 4
+    assert load_supernet(run / "checkpoint.pt").space == loaded.space  # a checkpoint also loads
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["eval"]["mean_top1"] == pytest.approx(result.mean_path_top1)
+
+    with pytest.raises(ValueError, match="already holds a training checkpoint; pass --resume"):
+        train_supernet(cfg, run)
+    other = load_train_config(tiny_config(tmp_path / "cfg2", steps=4, lr=0.2))
+    with pytest.raises(ValueError, match=r"recipe.lr is 0.1 there, 0.2 now"):
+        train_supernet(other, run, resume=True)
+    with pytest.raises(ValueError, match=r"seed is 0 there, 5 now"):
+        train_supernet(cfg, run, resume=True, seed=5)
+    # resuming a finished run changes nothing
+    again = train_supernet(cfg, run, resume=True)
+    assert again.step == 4 and again.resumed_from == 4
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = load_train_config(tiny_config(tmp_path / "cfg", steps=20, lr=1e30, warmup_steps=0), overrides={"checkpoint_every": 1})
+    with pytest.raises(TrainingDiverged, match=r"(loss|weights \S+) became (nan|inf|non-finite) at step \d+.*kept the last good checkpoint"):
+        train_supernet(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "supernet.pt").exists()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
