@@ -137,19 +137,21 @@ def stratified_archs(
     positions = [_cost_positions(costs) for costs in option_cost]
     chosen: list[Arch] = []
     seen = set(exclude)
-    tries = 0
     while len(chosen) < k:
-        tries += 1
-        if tries > k * max_tries:
-            raise ValueError(f"found only {len(chosen)} distinct archs of {k} asked for; the space is too small")
         t = (len(chosen) + rng.random()) / k
-        picks = [_pick(options, t, rng) for options in positions]
-        ops = tuple(o for o, _ in picks)
-        channels = tuple(c for _, c in picks) if space.searches_channels else None
-        arch = Arch(ops, channels).validated(space)
-        if str(arch) not in seen:
-            seen.add(str(arch))
-            chosen.append(arch)
+        width = 0.1
+        for _ in range(max_tries):
+            picks = [_pick(options, t, rng, width) for options in positions]
+            ops = tuple(o for o, _ in picks)
+            channels = tuple(c for _, c in picks) if space.searches_channels else None
+            arch = Arch(ops, channels).validated(space)
+            if str(arch) not in seen:
+                break
+            width *= 1.2  # a repeat: look further from the target (uniform in the limit)
+        else:
+            raise ValueError(f"found only {len(chosen)} distinct archs of {k} asked for; the space is too small")
+        seen.add(str(arch))
+        chosen.append(arch)
     return chosen
 
 

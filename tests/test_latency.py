@@ -18,8 +18,11 @@ from latency.validate import validate_lut
 from pipeline.cli import main
 from spos.blocks import Block
 from spos.signature import unique_signatures
+from spos.space import SearchSpace
 from tests.conftest import tiny_space_dict
 
+# One stage, two multipliers: 16 block signatures, so a real profile takes a few seconds.
+MICRO = {"stages": [{"channels": 16, "repeats": 2, "stride": 2}], "channel_multipliers": [0.5, 1.0], "head": {"channels": 32}}
 FAST = TimingSettings(warmup_s=0.005, min_time_s=0.01, min_runs=5, max_runs=200, retries=1)
 
 
@@ -96,7 +99,8 @@ def test_cpu_backends_measure_a_block(backend, tiny_space):
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
-def test_tiny_profile_validate_and_resume(backend, tiny_space, tmp_path):
+def test_tiny_profile_validate_and_resume(backend, tmp_path):
+    tiny_space = SearchSpace.from_dict(tiny_space_dict(**MICRO), "micro")
     out = tmp_path / f"{backend}.json"
     config = BackendConfig(backend, batch=4, threads=1, timing=FAST)
     result = profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
@@ -120,7 +124,8 @@ def test_tiny_profile_validate_and_resume(backend, tiny_space, tmp_path):
     assert predictor.min_ms() > 0
 
 
-def test_resume_refuses_a_file_measured_otherwise(tiny_space, tmp_path):
+def test_resume_refuses_a_file_measured_otherwise(tmp_path):
+    tiny_space = SearchSpace.from_dict(tiny_space_dict(**MICRO), "micro")
     out = tmp_path / "lut.json"
     profile_space(tiny_space, BackendConfig("onnxruntime", batch=2, threads=1, timing=FAST), out,
                   calibration_archs_count=3, progress=False)
@@ -130,7 +135,7 @@ def test_resume_refuses_a_file_measured_otherwise(tiny_space, tmp_path):
 
 def test_cli_profile_show_predict_validate(tmp_path, capsys):
     space_file = tmp_path / "tiny.yaml"
-    space_file.write_text(json.dumps(tiny_space_dict()))  # JSON is YAML
+    space_file.write_text(json.dumps(tiny_space_dict(**MICRO)))  # JSON is YAML
     out = tmp_path / "lut.json"
     rc = main(["profile", "--space", str(space_file), "--backend", "onnxruntime", "--batch", "2", "--threads", "1",
                "--calibration-archs", "4", "--min-time", "0.01", "--out", str(out), "--json"])
@@ -141,7 +146,7 @@ def test_cli_profile_show_predict_validate(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert "onnxruntime" in shown and "calibration" in shown
 
-    arch = ",".join(["0:1"] * 4)
+    arch = ",".join(["0:1"] * 2)
     assert main(["lut", "predict", str(out), "--arch", arch, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["latency_ms"] > 0
 
@@ -149,7 +154,7 @@ def test_cli_profile_show_predict_validate(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert {"mape", "max_error", "within_10pct", "kendall_tau", "noise_floor_mape"} <= set(report)
 
-    assert main(["lut", "predict", str(out), "--arch", "0,1"]) == 2  # wrong length: one-line error
+    assert main(["lut", "predict", str(out), "--arch", "0,1,2"]) == 2  # wrong length: one-line error
     assert "spos lut: error:" in capsys.readouterr().err
     assert main(["lut", "show", str(tmp_path / "missing.json")]) == 2
     assert "LUT file not found" in capsys.readouterr().err
