@@ -1,0 +1,63 @@
+"""The real stages end to end on a tiny pipeline: run, rerun (all skipped), change one section (only it reruns)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from tests.conftest import tiny_space_dict
+
+
+def tiny_pipeline(tmp_path, retrain_steps: int = 6):
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(tiny_space_dict(in_channels=1)))
+    train = {
+        "space": "space.yaml", "data": {"dataset": "digits", "search_val_per_class": 5},
+        "recipe": {"batch_size": 32, "steps": 6, "lr": 0.05}, "eval": {"paths": 0, "batch_size": 100},
+        "checkpoint_every": 3, "device": "cpu",
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    pipeline = {
+        "name": "tiny",
+        "train": {"config": str(tmp_path / "train.yaml")},
+        "devices": [{
+            "name": "cpu-ort", "backend": "onnxruntime", "batch": 1, "threads": 1,
+            "timing": {"warmup_s": 0.0, "min_time_s": 0.005, "min_runs": 3, "max_cv": 1.0, "retries": 0},
+            "calibration_archs": 3, "latency_fraction": [0.5, 0.9],
+        }],
+        "search": {"settings": {"population": 4, "generations": 2, "topk": 2}, "recalibration_batches": 1,
+                   "batch_size": 50},
+        "retrain": {"config": str(tmp_path / "train.yaml"), "overrides": {"recipe.steps": retrain_steps}},
+        "export": {"parity_images": 16},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(pipeline))
+    return path
+
+
+def manifest_times(run_dir):
+    return {k: v["finished"] for k, v in json.loads((run_dir / "manifest.json").read_text())["stages"].items()}
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["run", str(tiny_pipeline(tmp_path)), "--out", str(run_dir)]) == 0
+    report = (run_dir / "report.md").read_text()
+    assert "## cpu-ort" in report and "| predicted ms | measured ms | LUT error | top-1 |" in report
+    table = [line for line in report.splitlines() if line.startswith("| ") and "model.pt" in line]
+    assert len(table) == 2  # one row per budget
+    first = manifest_times(run_dir)
+    assert len(first) == 1 + 1 + 1 + 2 * 3
+
+    capsys.readouterr()
+    assert main(["run", str(tiny_pipeline(tmp_path)), "--out", str(run_dir)]) == 0
+    assert "9 up to date" in capsys.readouterr().out
+    assert manifest_times(run_dir) == first
+
+    assert main(["run", str(tiny_pipeline(tmp_path, retrain_steps=4)), "--out", str(run_dir)]) == 0
+    after = manifest_times(run_dir)
+    changed = sorted(k for k in first if after[k] != first[k])
+    assert changed == sorted(f"{s}/cpu-ort/budget-{b}" for s in ("retrain", "export", "bench") for b in (1, 2))
