@@ -152,15 +152,19 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.source(index)
         if self.augment is not None:
-            generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index))
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, index))
             image = self.augment(image, generator)
         return (image - self.mean) / self.std, label
 
 
-def _mix(*values: int) -> int:
-    """A 63-bit seed from integers; stable across processes (unlike ``hash``)."""
+def derive_seed(*values: int | str) -> int:
+    """A 63-bit seed from a seed and labels (``derive_seed(seed, "sampler")``); stable
+    across processes and runs, unlike ``hash``."""
     digest = hashlib.blake2b(",".join(map(str, values)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+_mix = derive_seed  # the earlier private name, still imported by spos.retrain
 
 
 def set_epoch(dataset: Dataset, epoch: int) -> None:

@@ -40,10 +40,11 @@ from spos.arch import Arch
 from spos.bn import recalibrate_bn, top1_accuracy
 from spos.checkpoint import load_checkpoint, save_atomic, supernet_payload
 from spos.config import RESUMABLE_CHANGES, RecipeConfig, TrainConfig, config_differences
-from spos.data import _mix, fixed_batches, load_data, set_epoch
+from spos.data import derive_seed, fixed_batches, load_data, set_epoch
 from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
 from spos.sampling import sample_uniform
 from spos.samplers import Bin, PathSampler, make_sampler
+from spos.space import SearchSpace
 from spos.supernet import Supernet
 
 CHECKPOINT_FORMAT = "spos-train-checkpoint/1"
@@ -340,7 +341,7 @@ def train_network(
                     lr = learning_rate(step, recipe, total)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    torch.manual_seed(_mix(settings.seed, ctx.rank, step))
+                    torch.manual_seed(derive_seed(settings.seed, ctx.rank, step))
                     images = images.to(ctx.device, non_blocking=True)
                     labels = labels.to(ctx.device, non_blocking=True)
                     arch: Arch | None = sampler() if sampler is not None else None
@@ -395,9 +396,16 @@ def train_network(
 # ---- the supernet --------------------------------------------------------------------------
 
 
+def path_sampler(
+    cfg: TrainConfig, space: SearchSpace, on_unreachable: Callable[[Bin, int], None] | None = None
+) -> PathSampler:
+    """The sampler of a run: the same on every rank (shared seed), so all ranks train the same path."""
+    return make_sampler(cfg.sampler, space, derive_seed(cfg.seed, "sampler") % 2**32, on_unreachable)
+
+
 def evaluation_paths(supernet: Supernet, count: int, seed: int) -> list[Arch]:
     """The random paths a run evaluates: the same ones at every evaluation, so the curves compare."""
-    rng = random.Random(_mix(seed, "eval-paths"))
+    rng = random.Random(derive_seed(seed, "eval-paths"))
     return [sample_uniform(supernet.space, rng) for _ in range(count)]
 
 
@@ -442,14 +450,14 @@ def _train_supernet(cfg: TrainConfig, out_dir: Path, ctx: DistContext, max_steps
             f"space {space.name!r} has num_classes {space.num_classes}"
         )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_mix(cfg.seed, "init"))
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
         supernet = Supernet(space).to(ctx.device)
 
     def report_unreachable(target: Bin, tries: int) -> None:
         if ctx.is_main:
             tqdm.write(f"spos train: {cfg.sampler.metric} bin {target} not hit in {tries} uniform draws; sampling the other bins")
 
-    sampler = make_sampler(cfg.sampler, space, _mix(cfg.seed, "sampler") % 2**32, report_unreachable)
+    sampler = path_sampler(cfg, space, report_unreachable)
     evaluate = None
     if cfg.eval.paths:
         arches = evaluation_paths(supernet, cfg.eval.paths, cfg.seed)

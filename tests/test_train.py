@@ -16,7 +16,7 @@ import yaml
 
 from spos.checkpoint import load_checkpoint, load_supernet
 from spos.config import load_train_config
-from spos.train import TrainingDiverged, train_supernet
+from spos.train import TrainingDiverged, path_sampler, train_supernet
 from tests.conftest import ROOT, tiny_space_dict
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -96,15 +96,11 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 def test_one_step_touches_only_the_sampled_path(tmp_path):
     cfg = load_train_config(tiny_config(tmp_path / "cfg", steps=1))
-    initial = load_supernet_weights_after(cfg, tmp_path / "init", steps=None)
+    initial = initial_weights(cfg)
     result = train_supernet(cfg, tmp_path / "run")
     state = load_checkpoint(result.checkpoint)
     loaded = load_supernet(result.supernet)
-    # the path of step 1 is the sampler's first draw
-    from spos.samplers import make_sampler
-    from spos.data import _mix
-
-    arch = make_sampler(cfg.sampler, loaded.space, _mix(cfg.seed, "sampler") % 2**32)()
+    arch = path_sampler(cfg, loaded.space)()  # the path of step 1: the run's sampler's first draw
     on_path = {id(p) for p in loaded.supernet.path_parameters(arch)}
     names = [n for n, p in loaded.supernet.named_parameters() if id(p) in on_path]
     # SGD keeps momentum only for parameters that had a gradient
@@ -116,13 +112,13 @@ def test_one_step_touches_only_the_sampled_path(tmp_path):
         assert changed == (name in names), name
 
 
-def load_supernet_weights_after(cfg, out: Path, steps):
+def initial_weights(cfg) -> dict[str, torch.Tensor]:
     """The initial weights of a run (the supernet is built from the seed alone)."""
-    from spos.data import _mix
+    from spos.data import derive_seed
     from spos.supernet import Supernet
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_mix(cfg.seed, "init"))
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
         net = Supernet(cfg.load_space())
     return {n: p.detach().clone() for n, p in net.named_parameters()}
 

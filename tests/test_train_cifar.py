@@ -33,4 +33,4 @@ def test_short_cifar10_small_run_lowers_the_loss(tmp_path):
         torch.set_num_threads(threads)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 6
-    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.05, losses
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.03, losses
