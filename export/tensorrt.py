@@ -14,13 +14,13 @@ calling into it raises `TensorRTUnavailableError` naming what to install.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from spos.atomic import write_bytes_atomic
 
 INSTALL_HINT = "pip install tensorrt (NVIDIA's wheel, needs an NVIDIA GPU and driver)"
 
@@ -47,18 +47,6 @@ def require_cuda() -> None:
 
 def _logger(trt: Any) -> Any:
     return trt.Logger(trt.Logger.WARNING)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -127,9 +115,9 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    _write_atomic(engine_path, bytes(plan))
+    write_bytes_atomic(engine_path, bytes(plan))
     if cache_path is not None:
-        _write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+        write_bytes_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
 
     precision = "fp16" if trt.DataType.HALF in input_dtypes else "fp32"
     sidecar = {
@@ -147,7 +135,7 @@ def build_engine(
         "timing_cache": str(cache_path) if cache_path is not None else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
+    write_bytes_atomic(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
     return engine_path
 
 

@@ -10,8 +10,6 @@ The space itself is embedded so that ``spos lut validate`` needs only the file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -20,6 +18,7 @@ from typing import Any
 
 from latency.calibration import Calibration
 from latency.timing import Timing, TimingSettings
+from spos.atomic import write_json_atomic
 from spos.space import SearchSpace
 
 LUT_FORMAT = 1
@@ -212,18 +211,7 @@ class Lut:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: an interrupted profile leaves the previous complete file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Lut:

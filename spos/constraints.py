@@ -14,7 +14,7 @@ cheapest reachable value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from spos.arch import Arch
 from spos.cost import CostModel

@@ -20,9 +20,7 @@ directory:
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +28,7 @@ from typing import Any, Callable, Sequence
 from tqdm import tqdm
 
 from spos.arch import Arch
+from spos.atomic import write_json_atomic, write_text_atomic
 from spos.constraints import (
     Constraint,
     Constraints,
@@ -205,7 +204,7 @@ def run_search(
     states, scores = _start_or_resume(checkpoint_path, spec, resume, out_dir)
 
     def save() -> None:
-        _write_json_atomic(checkpoint_path, {
+        write_json_atomic(checkpoint_path, {
             "format": CHECKPOINT_FORMAT,
             "spec": spec,
             "scores": cache.scores,
@@ -242,7 +241,7 @@ def run_search(
         results.append(BudgetResult(budget, runs, runs[best_strategy].best, best_strategy))
 
     result = _result_json(spec, results, costs)
-    _write_json_atomic(out_dir / "result.json", result)
+    write_json_atomic(out_dir / "result.json", result)
     _write_history(out_dir / "history.jsonl", results, costs)
     if plots:
         _plot(out_dir, results, costs)
@@ -309,7 +308,7 @@ def _write_history(path: Path, results: list[BudgetResult], costs: CostModel) ->
                 row = {"budget": r.budget.label, "strategy": strategy, "origin": c.origin}
                 row.update(_candidate_json(c, r.budget.constraints, costs))
                 lines.append(json.dumps(row))
-    _write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _plot(out_dir: Path, results: list[BudgetResult], costs: CostModel) -> None:
@@ -342,20 +341,3 @@ def _distinguishing_labels(budgets: Sequence[Budget]) -> dict[str, str]:
     return {b.label: ";".join(b.constraints.items[i].label for i in differing) for b in budgets}
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    _write_text_atomic(path, json.dumps(data, indent=1) + "\n")
