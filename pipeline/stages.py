@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from pipeline.config import DeviceTarget, PipelineConfig
 from pipeline.report import DeploymentRow, Plot, write_report
-from pipeline.run import RunResult, StageContext, StageEvent, StageSpec, hash_path, run_stages
+from pipeline.run import RunResult, StageContext, StageEvent, StageSpec, run_stages
 from spos.config import TrainConfig, load_train_config
 
 
@@ -84,10 +84,8 @@ def train_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
 def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
     from latency.predictor import LatencyPredictor
     from spos.checkpoint import load_supernet
-    from spos.data import load_data
-    from spos.evaluate import CandidateEvaluator, evaluation_batches
     from spos.evolution import EvolutionSettings
-    from spos.search import LatencyBound, build_budgets, run_search
+    from spos.search import EvaluationSettings, LatencyBound, build_budgets, search_supernet
 
     supernet_path = ctx.input("train", "supernet")
     loaded = load_supernet(supernet_path)
@@ -103,14 +101,10 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
         latency=latency,
     )
     search = p.cfg.search
-    batches = evaluation_batches(load_data(loaded.config.data), search.recalibration_batches, search.batch_size,
-                                 p.cfg.seed)
-    identity = {"supernet": {"file": supernet_path.name, "sha256": hash_path(supernet_path)[:16]},
-                "data": loaded.config.data.to_dict(),
-                "evaluation": {"recal_batches": search.recalibration_batches, "batch_size": search.batch_size}}
-    run_search(space, CandidateEvaluator(loaded.supernet, batches), budgets, ctx.stage_dir,
-               strategies=search.strategies, settings=EvolutionSettings(**(search.settings or {})),
-               seed=p.cfg.seed, resume=ctx.resume, identity=identity)
+    evaluation = EvaluationSettings(search.recalibration_batches, search.batch_size, recal_seed=p.cfg.seed)
+    search_supernet(loaded, supernet_path, budgets, ctx.stage_dir, evaluation=evaluation,
+                    strategies=search.strategies, settings=EvolutionSettings(**(search.settings or {})),
+                    seed=p.cfg.seed, resume=ctx.resume)
     outputs = {"result": ctx.stage_dir / "result.json"}
     for name in ("search.png", "pareto.png"):
         if (ctx.stage_dir / name).is_file():

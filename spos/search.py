@@ -23,7 +23,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tqdm import tqdm
 
@@ -50,6 +50,10 @@ from spos.evolution import (
 )
 from spos.sampling import SamplingError, sample_until
 from spos.space import SearchSpace
+
+if TYPE_CHECKING:
+    from spos.checkpoint import LoadedSupernet
+    from spos.data import DataConfig
 
 CHECKPOINT_FORMAT = "spos-search-checkpoint/1"
 RESULT_FORMAT = "spos-search-result/1"
@@ -246,6 +250,64 @@ def run_search(
     if plots:
         _plot(out_dir, results, costs)
     return SearchOutcome(results, result, cache.misses, cache.hits, out_dir)
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How every candidate is scored: BN recalibrated on ``recal_batches`` fixed
+    training batches (drawn with ``recal_seed``), then top-1 on the whole search-val split."""
+
+    recal_batches: int = 20
+    batch_size: int = 128
+    recal_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("recal_batches", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def search_supernet(
+    loaded: LoadedSupernet,
+    supernet_path: str | Path,
+    budgets: Sequence[Budget],
+    out_dir: str | Path,
+    *,
+    data: DataConfig | None = None,
+    evaluation: EvaluationSettings = EvaluationSettings(),
+    strategies: Sequence[str] = ("evolution",),
+    settings: EvolutionSettings = EvolutionSettings(),
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+) -> SearchOutcome:
+    """`run_search` over a trained supernet, scoring on its training data (or ``data``).
+
+    The entry point of ``spos search`` and of the pipeline's search stage;
+    result.json records the supernet file's hash, the data and the
+    evaluation settings, and a resumed search must match them.
+    """
+    from spos.checkpoint import file_digest
+    from spos.data import load_data
+    from spos.evaluate import CandidateEvaluator, evaluation_batches
+
+    check_budgets(loaded.space, budgets, settings.sample_tries, seed)  # before any data is read
+    data = data or loaded.config.data
+    batches = evaluation_batches(load_data(data), evaluation.recal_batches, evaluation.batch_size,
+                                 evaluation.recal_seed)
+    identity = {
+        "supernet": {"file": Path(supernet_path).name, "sha256": file_digest(supernet_path)},
+        "data": data.to_dict(),
+        "evaluation": {
+            "recal_batches": evaluation.recal_batches, "batch_size": evaluation.batch_size,
+            "recal_seed": evaluation.recal_seed,
+            "search_val_images": sum(len(y) for _, y in batches.validation),
+        },
+    }
+    return run_search(
+        loaded.space, CandidateEvaluator(loaded.supernet, batches), budgets, out_dir,
+        strategies=strategies, settings=settings, seed=seed, resume=resume, identity=identity, progress=progress,
+    )
 
 
 def _start_or_resume(

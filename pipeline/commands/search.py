@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import torch
 
 from pipeline.output import human_count, parse_count, print_json
 from spos.evolution import EvolutionSettings
-from spos.search import LatencyBound, SearchOutcome, build_budgets, check_budgets, run_search
+from spos.search import EvaluationSettings, LatencyBound, SearchOutcome, build_budgets, search_supernet
 
 STRATEGY_CHOICES = {"evolution": ("evolution",), "random": ("random",), "both": ("evolution", "random")}
 
@@ -88,19 +87,9 @@ def _latency_bounds(specs: list[str], space) -> list[LatencyBound]:
     return bounds
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def search(args: argparse.Namespace) -> int:
     from spos.checkpoint import load_supernet
     from spos.config import load_train_config
-    from spos.data import load_data
-    from spos.evaluate import CandidateEvaluator, evaluation_batches
 
     strategies = STRATEGY_CHOICES[args.strategy]
     settings = EvolutionSettings(args.population, args.generations, args.topk, args.mutation_prob,
@@ -108,6 +97,7 @@ def search(args: argparse.Namespace) -> int:
     for name in ("recal_batches", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    evaluation = EvaluationSettings(args.recal_batches, args.batch_size, args.recal_seed)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
@@ -123,22 +113,11 @@ def search(args: argparse.Namespace) -> int:
         min_params=_one_count(args.min_params, "--min-params"),
         latency=_latency_bounds(args.max_latency, space),
     )
-    check_budgets(space, budgets, settings.sample_tries, args.seed)  # before any data is read
-
-    config = load_train_config(args.config) if args.config else loaded.config
-    batches = evaluation_batches(load_data(config.data), args.recal_batches, args.batch_size, args.recal_seed)
-    identity = {
-        "supernet": {"file": supernet_path.name, "sha256": _file_digest(supernet_path)},
-        "data": config.data.to_dict(),
-        "evaluation": {
-            "recal_batches": args.recal_batches, "batch_size": args.batch_size, "recal_seed": args.recal_seed,
-            "search_val_images": sum(len(y) for _, y in batches.validation),
-        },
-    }
-    outcome = run_search(
-        space, CandidateEvaluator(loaded.supernet, batches), budgets, args.out,
+    data = load_train_config(args.config).data if args.config else None
+    outcome = search_supernet(
+        loaded, supernet_path, budgets, args.out, data=data, evaluation=evaluation,
         strategies=strategies, settings=settings, seed=args.seed, resume=args.resume,
-        identity=identity, progress=not args.no_progress,
+        progress=not args.no_progress,
     )
     if args.json:
         print_json(outcome.result)
