@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from spos.yaml_file import read_yaml_mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("onnx", "tensorrt")
@@ -295,10 +295,4 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pipeline file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    return parse_pipeline(data, path)
+    return parse_pipeline(read_yaml_mapping(path, "pipeline file"), path)

@@ -23,10 +23,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from spos.data import DataConfig
 from spos.space import SearchSpace
+from spos.yaml_file import read_yaml_mapping
 
 SAMPLERS = ("uniform", "uniform_constraint")
 METRICS = ("flops", "params", "latency")
@@ -334,15 +333,7 @@ def _data_section(value: Any, base_dir: Path) -> tuple[dict[str, Any], Path]:
 
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}: file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path, f"{what} file")
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

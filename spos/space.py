@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from spos.ops import OPS, conv_out_size, get_op
+from spos.yaml_file import read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -191,16 +190,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"search space file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-        return _parse_space(data, str(path))
+        return _parse_space(read_yaml_mapping(path, "search space file"), str(path))
 
 
 def _choice_blocks(space: SearchSpace) -> tuple[ChoiceBlock, ...]:
