@@ -9,7 +9,6 @@ The space itself is embedded so that ``spos lut validate`` needs only the file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,6 +18,7 @@ from typing import Any
 from latency.calibration import Calibration
 from latency.timing import Timing, TimingSettings
 from spos.atomic import write_json_atomic
+from spos.readers import read_json
 from spos.space import SearchSpace
 
 LUT_FORMAT = 1
@@ -215,11 +215,4 @@ class Lut:
 
     @classmethod
     def load(cls, path: str | Path) -> Lut:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"LUT file not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, "LUT file"), str(path))

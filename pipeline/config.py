@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from spos.yaml_file import read_yaml_mapping
+from spos.readers import read_yaml_mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("onnx", "tensorrt")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,13 +93,9 @@ class Arch:
         """An arch string, or the path of a JSON file holding one."""
         path = Path(text_or_path)
         if str(text_or_path).endswith(".json") or path.is_file():
-            if not path.is_file():
-                raise FileNotFoundError(f"arch file not found: {path}")
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-            return cls.from_json(data)
+            from spos.readers import read_json
+
+            return cls.from_json(read_json(path, "arch file"))
         return cls.parse(str(text_or_path))
 
     # ---- against a space ---------------------------------------------------

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from spos.data import DataConfig
+from spos.readers import read_yaml_mapping
 from spos.space import SearchSpace
-from spos.yaml_file import read_yaml_mapping
 
 SAMPLERS = ("uniform", "uniform_constraint")
 METRICS = ("flops", "params", "latency")

@@ -10,7 +10,6 @@ progress) with no path sampler. The result is ``OUT/model.pt`` (see
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from spos.data import _mix, load_data
 from spos.distributed import barrier, init_distributed, shutdown
 from spos.model_file import save_model
 from spos.network import StaticNet
+from spos.readers import read_json
 from spos.space import SearchSpace
 from spos.train import CONFIG_NAME, LoopSettings, train_network
 
@@ -59,12 +59,14 @@ def searched_arch(text_or_path: str | Path, budget: str | None = None) -> Arch:
         except ValueError:
             if not path.is_file():
                 raise
-            labels = [b.get("label") for b in json.loads(path.read_text()).get("budgets", [])]
+            data = read_json(path, "search result")
+            budgets = data.get("budgets") if isinstance(data, dict) else None
+            labels = [b.get("label") for b in budgets if isinstance(b, dict)] if isinstance(budgets, list) else []
             if not labels:
                 raise
             raise ValueError(f"{path} holds {len(labels)} budgets; pick one with --budget, one of: "
                              + "; ".join(map(str, labels))) from None
-    data = json.loads(path.read_text()) if path.is_file() else None
+    data = read_json(path, "search result") if path.is_file() else None
     if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
         raise ValueError(f"--budget needs a search result.json with budgets; got {text_or_path}")
     for entry in data["budgets"]:

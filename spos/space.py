@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spos.ops import OPS, conv_out_size, get_op
-from spos.yaml_file import read_yaml_mapping
+from spos.readers import read_yaml_mapping
 
 
 @dataclass(frozen=True)
