@@ -79,7 +79,7 @@ class ScoreCache:
     """Memoizes a scorer by canonical arch string; counts fresh evaluations and hits.
 
     ``on_new(arch, score)`` runs after each fresh evaluation (the search
-    persists the cache there, so a killed run loses no finished evaluation).
+    journals the score there, so a killed run loses no finished evaluation).
     """
 
     def __init__(
