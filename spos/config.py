@@ -17,98 +17,18 @@ working directory. Errors name the key: ``recipe.lr: expected float, got 'fast'`
 
 from __future__ import annotations
 
-import types
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from spos.data import DataConfig
+from spos.fields import coerce, parse_fields
 from spos.readers import read_yaml_mapping
 from spos.space import SearchSpace
 
 SAMPLERS = ("uniform", "uniform_constraint")
 METRICS = ("flops", "params", "latency")
 SCHEDULES = ("linear", "cosine")
-
-
-# ---- generic field parsing ----------------------------------------------------------
-
-
-def parse_fields(cls: type, data: Any, where: str) -> dict[str, Any]:
-    """Check ``data`` against the fields of dataclass ``cls``: known keys, types.
-
-    Returns the values to pass to ``cls(...)``. Floats also accept ints and
-    numeric strings (PyYAML reads ``4e-5`` as a string); ``bool`` is never
-    accepted for a number.
-    """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected one of: {', '.join(sorted(known))}")
-    return {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in data.items()}
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-    if value is None:
-        if type(None) in options:
-            return None
-        raise ValueError(f"{where}: expected {_describe(options)}, got null")
-    for option in options:
-        if option is type(None):
-            continue
-        converted = _convert(value, option)
-        if converted is not _NO:
-            return converted
-    raise ValueError(f"{where}: expected {_describe(options)}, got {value!r}")
-
-
-_NO = object()
-
-
-def _convert(value: Any, kind: Any) -> Any:
-    if kind is bool:
-        return value if isinstance(value, bool) else _NO
-    if isinstance(value, bool):
-        return _NO
-    if kind is int:
-        return value if isinstance(value, int) else _NO
-    if kind is float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return _NO
-        return _NO
-    if kind is str:
-        return value if isinstance(value, str) else _NO
-    if kind is Path:
-        return Path(value) if isinstance(value, str) and value else _NO
-    if typing.get_origin(kind) is tuple:
-        item_kinds = typing.get_args(kind)
-        if not isinstance(value, (list, tuple)) or len(value) != len(item_kinds):
-            return _NO
-        items = [_convert(v, k) for v, k in zip(value, item_kinds)]
-        return _NO if any(i is _NO for i in items) else tuple(items)
-    raise AssertionError(f"unsupported config field type {kind!r}")
-
-
-def _describe(options: tuple) -> str:
-    names = []
-    for option in options:
-        if option is type(None):
-            names.append("null")
-        elif typing.get_origin(option) is tuple:
-            names.append(f"a list of {len(typing.get_args(option))} numbers")
-        else:
-            names.append({Path: "a path"}.get(option, getattr(option, "__name__", str(option))))
-    return " or ".join(names)
 
 
 def _resolve(path: Path | None, base_dir: Path) -> Path | None:
@@ -281,7 +201,7 @@ class TrainConfig:
         for key in ("space", "data"):
             if key not in data:
                 raise ValueError(f"{where}: missing required key {key!r}")
-        space_path = _resolve(_coerce(data["space"], Path, "space"), base_dir)
+        space_path = _resolve(coerce(data["space"], Path, "space"), base_dir)
         assert space_path is not None
         if space is None:
             if not space_path.is_file():

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from spos.fields import parse_fields
+
 DATASETS = ("digits", "cifar10", "imagefolder")
 
 # Per-channel statistics used for normalization.
@@ -88,8 +90,6 @@ class DataConfig:
     def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None, where: str = "data") -> DataConfig:
         """Validate a mapping (e.g. a YAML ``data:`` section); a relative ``root``
         resolves against ``base_dir`` (the config file's folder)."""
-        from spos.config import parse_fields  # config imports data; keep the cycle one-way at import time
-
         values = parse_fields(cls, data, where)
         if values.get("root") is not None:
             root = Path(values["root"]).expanduser()

@@ -127,7 +127,7 @@ def test_overrides_and_yaml_exponents(tmp_path):
     [
         ({"data": {"dataset": "mnist"}}, r"data.dataset: unknown dataset 'mnist'; expected one of: digits, cifar10, imagefolder"),
         ({"data": {"dataset": "imagefolder"}}, r"data.root: required for dataset 'imagefolder'"),
-        ({"recipe": {"steps": 10, "lr": "fast"}}, r"recipe.lr: expected float, got 'fast'"),
+        ({"recipe": {"steps": 10, "lr": "fast"}}, r"recipe.lr: expected a finite number, got 'fast'"),
         ({"recipe": {"steps": 10, "batch_size": 1.5}}, r"recipe.batch_size: expected int, got 1.5"),
         ({"recipe": {"steps": 10, "epochs": 2}}, r"recipe: give exactly one of 'steps' and 'epochs'"),
         ({"sampler": {"name": "greedy"}}, r"sampler.name: unknown sampler 'greedy'"),
