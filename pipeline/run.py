@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from spos.atomic import write_json_atomic
+from spos.hashing import update_with_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -121,9 +122,7 @@ def hash_path(path: Path) -> str:
     for file in files:
         if file != path:
             digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with file.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        update_with_file(digest, file)
     return digest.hexdigest()
 
 

@@ -7,7 +7,6 @@ the previous file intact (temp file in the same folder + ``os.replace``).
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +27,6 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return write_bytes_atomic(path, buffer.getvalue())
-
-
-def file_digest(path: str | Path) -> str:
-    """Short content hash of a file: how results name the checkpoint they came from."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:

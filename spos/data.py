@@ -164,9 +164,6 @@ def derive_seed(*values: int | str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-_mix = derive_seed  # the earlier private name, still imported by spos.retrain
-
-
 def set_epoch(dataset: Dataset, epoch: int) -> None:
     """Select the augmentation draw of ``epoch`` (through `Subset` wrappers)."""
     while isinstance(dataset, Subset):

@@ -9,7 +9,6 @@ progress) with no path sampler. The result is ``OUT/model.pt`` (see
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from spos.arch import Arch
 from spos.bn import top1_accuracy
 from spos.config import TrainConfig
-from spos.data import _mix, load_data
+from spos.data import derive_seed, load_data
 from spos.distributed import barrier, init_distributed, shutdown
+from spos.hashing import file_sha256
 from spos.model_file import save_model
 from spos.network import StaticNet
 from spos.readers import read_json
@@ -87,7 +87,7 @@ def initial_network(space: SearchSpace, arch: Arch, seed: int, init_from_superne
     """Fresh weights drawn from ``seed``, or the supernet's path copied out (same space required)."""
     if init_from_supernet is None:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(seed, "retrain-init"))
+            torch.manual_seed(derive_seed(seed, "retrain-init"))
             return StaticNet(space, arch)
     from spos.checkpoint import load_supernet
 
@@ -98,14 +98,6 @@ def initial_network(space: SearchSpace, arch: Arch, seed: int, init_from_superne
             f"(hash {loaded.space.hash}) differs from the config's space {space.name!r} (hash {space.hash})"
         )
     return loaded.supernet.subnet(arch)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def retrain(
@@ -147,7 +139,7 @@ def retrain(
 
         identity = {
             **cfg.to_dict(), "space_hash": space.hash, "arch": str(arch),
-            "init_from_supernet": _file_digest(init_path) if init_path is not None else None,
+            "init_from_supernet": file_sha256(init_path)[:16] if init_path is not None else None,
         }
         if ctx.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)

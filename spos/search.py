@@ -299,16 +299,16 @@ def search_supernet(
     result.json records the supernet file's hash, the data and the
     evaluation settings, and a resumed search must match them.
     """
-    from spos.checkpoint import file_digest
     from spos.data import load_data
     from spos.evaluate import CandidateEvaluator, evaluation_batches
+    from spos.hashing import file_sha256
 
     check_budgets(loaded.space, budgets, settings.sample_tries, seed)  # before any data is read
     data = data or loaded.config.data
     batches = evaluation_batches(load_data(data), evaluation.recal_batches, evaluation.batch_size,
                                  evaluation.recal_seed)
     identity = {
-        "supernet": {"file": Path(supernet_path).name, "sha256": file_digest(supernet_path)},
+        "supernet": {"file": Path(supernet_path).name, "sha256": file_sha256(supernet_path)[:16]},
         "data": data.to_dict(),
         "evaluation": {
             "recal_batches": evaluation.recal_batches, "batch_size": evaluation.batch_size,
