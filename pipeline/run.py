@@ -4,20 +4,31 @@ A pipeline is a list of `StageSpec`s in dependency order. Each stage
 writes into its own folder ``RUN_DIR/<stage id>/`` and returns the files it
 produced. The manifest (``RUN_DIR/manifest.json``) records per stage the hash
 of its inputs (its parameters + the content hashes of its upstream
-stages' outputs), its status and the content hashes of its outputs.
+stages' outputs) and the content hashes of its outputs; a started stage that
+has not finished is recorded as an *attempt*.
 
 On a rerun a stage is
 
 - **skipped** when it finished with the same input hash and its outputs are
   still there, unchanged;
-- **resumed** (``resume=True``) when it started with the same input hash but
-  did not finish (interrupted or failed): stages resume through their own
-  checkpoints;
-- **run fresh** otherwise; its folder is emptied first, so that nothing
-  computed from other inputs (e.g. a training checkpoint) is resumed.
+- **resumed** (``resume=True``) when an attempt with the same input hash did
+  not finish (interrupted or failed): stages resume through their own
+  checkpoints, in the attempt's folder;
+- **run fresh** otherwise, in an empty folder.
+
+Work happens beside the stage's folder (``RUN_DIR/.staging/new/<stage id>``)
+and replaces it only once the stage has returned and every output it names
+exists: a rerun whose new settings fail keeps the previous, good outputs.
+
+A folder is a run directory when it holds ``manifest.json``; a non-empty
+folder without one is refused, and a stage folder the manifest does not know
+is never deleted (a dataset's ``train/`` is not a stage's to wipe).
 
 Because input hashes chain through output hashes, changing one stage's
 parameters reruns it and everything downstream whose inputs then change.
+Outputs a stage declares as ``annotations`` (e.g. a LUT's validation figures,
+which `spos lut validate` may rewrite) are recorded by path only: rewriting
+them neither reruns the stage nor its dependants.
 """
 
 from __future__ import annotations
@@ -34,7 +45,8 @@ from spos.atomic import write_json_atomic
 from spos.hashing import update_with_file
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+STAGING = ".staging"  # RUN_DIR/.staging/{new,old}/<stage id>: work in progress and outputs being replaced
 
 Status = Literal["running", "failed", "done"]
 Action = Literal["skip", "resume", "run"]
@@ -45,7 +57,7 @@ class StageContext:
     """What a stage function gets: where to write, whether to resume, upstream outputs."""
 
     stage_id: str
-    stage_dir: Path
+    stage_dir: Path  # the folder to write into (its work folder; it becomes RUN_DIR/<stage id> when done)
     resume: bool
     # upstream stage id -> output name -> absolute path
     upstream: dict[str, dict[str, Path]]
@@ -63,13 +75,15 @@ StageFn = Callable[[StageContext], dict[str, Path]]
 @dataclass(frozen=True)
 class StageSpec:
     """One unit of work. ``params`` is the JSON-serializable config the stage
-    reads (everything that should trigger a rerun when it changes);
-    ``needs`` are the ids of the stages whose outputs it consumes."""
+    reads (everything that should trigger a rerun when it changes, nothing
+    else); ``needs`` are the ids of the stages whose outputs it consumes;
+    ``annotations`` name outputs recorded by path but not by content."""
 
     id: str
     params: dict[str, Any]
     run: StageFn
     needs: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,9 +93,10 @@ class StageRecord:
     started: float
     finished: float | None = None
     wall_s: float | None = None
-    # output name -> {"path": relative to the run dir, "sha256": content hash}
-    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # output name -> {"path": relative to the run dir, "sha256": content hash, or None for an annotation}
+    outputs: dict[str, dict[str, str | None]] = field(default_factory=dict)
     error: str | None = None
+    work_dir: str | None = None  # an attempt's folder, relative to the run dir
 
 
 @dataclass(frozen=True)
@@ -130,34 +145,63 @@ def hash_path(path: Path) -> str:
 
 
 class Manifest:
-    """``RUN_DIR/manifest.json``: the pipeline's identity and a record per stage, rewritten atomically."""
+    """``RUN_DIR/manifest.json``: the pipeline's identity, the finished stages and the unfinished attempts."""
 
-    def __init__(self, path: Path, pipeline: dict[str, Any], stages: dict[str, StageRecord]) -> None:
+    def __init__(
+        self, path: Path, pipeline: dict[str, Any], stages: dict[str, StageRecord], attempts: dict[str, StageRecord]
+    ) -> None:
         self.path = path
         self.pipeline = pipeline
-        self.stages = stages
+        self.stages = stages  # finished: what RUN_DIR/<id> holds
+        self.attempts = attempts  # started, not finished: what their work_dir holds
 
     @classmethod
     def load_or_create(cls, run_dir: Path, pipeline: dict[str, Any]) -> Manifest:
         path = run_dir / MANIFEST_NAME
         if not path.is_file():
-            return cls(path, pipeline, {})
+            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                raise ValueError(
+                    f"{run_dir} is not empty and holds no {MANIFEST_NAME}, so it is not a run folder; "
+                    "expected a new or empty folder, or one a previous spos run wrote (nothing was changed)"
+                )
+            return cls(path, pipeline, {}, {})
         try:
             data = json.loads(path.read_text())
-            if data.get("version") != MANIFEST_VERSION:
-                raise ValueError(f"version {data.get('version')!r}")
-            stages = {sid: StageRecord(**rec) for sid, rec in data["stages"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
+            version = data.get("version")
+            if version not in (1, MANIFEST_VERSION):
+                raise ValueError(f"version {version!r}")
+            records = {sid: StageRecord(**rec) for sid, rec in data["stages"].items()}
+            attempts = {sid: StageRecord(**rec) for sid, rec in data.get("attempts", {}).items()}
+            old_pipeline = data.get("pipeline") or {}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(
                 f"{path}: not a manifest this version can read ({exc}); use a new --out folder"
             ) from None
-        return cls(path, pipeline, stages)
+        if version == 1:
+            # Version 1 ran stages in place: an unfinished one resumes in its own folder.
+            for sid, rec in list(records.items()):
+                if rec.status != "done":
+                    rec.work_dir = sid
+                    attempts[sid] = records.pop(sid)
+        name, old_name = pipeline.get("name"), old_pipeline.get("name")
+        if name and old_name and name != old_name:
+            raise ValueError(
+                f"{run_dir} is the run folder of pipeline {old_name!r}; this is pipeline {name!r}. "
+                "Expected a new --out folder (nothing was changed)"
+            )
+        return cls(path, pipeline, records, attempts)
+
+    def owns(self, stage_id: str) -> bool:
+        """Whether ``RUN_DIR/<stage_id>`` was written by this run (and may be replaced)."""
+        attempt = self.attempts.get(stage_id)
+        return stage_id in self.stages or (attempt is not None and attempt.work_dir == stage_id)
 
     def save(self) -> None:
         data = {
             "version": MANIFEST_VERSION,
             "pipeline": self.pipeline,
             "stages": {sid: asdict(rec) for sid, rec in self.stages.items()},
+            "attempts": {sid: asdict(rec) for sid, rec in self.attempts.items()},
         }
         write_json_atomic(self.path, data, indent=2)
 
@@ -170,7 +214,7 @@ def check_stages(stages: list[StageSpec]) -> None:
     seen: set[str] = set()
     for spec in stages:
         parts = spec.id.split("/")
-        if not spec.id or any(p in ("", ".", "..") for p in parts) or spec.id == MANIFEST_NAME:
+        if not spec.id or any(p in ("", ".", "..") for p in parts) or parts[0] in (MANIFEST_NAME, STAGING):
             raise ValueError(f"bad stage id {spec.id!r}; expected slash-separated names like 'search/cpu'")
         if spec.id in seen:
             raise ValueError(f"duplicate stage id {spec.id!r}")
@@ -180,20 +224,34 @@ def check_stages(stages: list[StageSpec]) -> None:
         seen.add(spec.id)
 
 
+def check_ownership(stages: list[StageSpec], run_dir: Path, manifest: Manifest) -> None:
+    """Refuse, before any stage runs, to replace a stage folder this run did not write."""
+    foreign = [spec.id for spec in stages if (run_dir / spec.id).exists() and not manifest.owns(spec.id)]
+    if foreign:
+        raise ValueError(
+            f"{run_dir}: {', '.join(f'{s}/' for s in foreign)} already exist but {MANIFEST_NAME} has no record of "
+            "writing them; expected a run folder holding only what spos run wrote (move them away or choose "
+            "another --out; nothing was changed)"
+        )
+
+
 def _outputs_intact(record: StageRecord, run_dir: Path) -> bool:
     for out in record.outputs.values():
         path = run_dir / out["path"]
-        if not path.exists() or hash_path(path) != out["sha256"]:
+        if not path.exists() or (out["sha256"] is not None and hash_path(path) != out["sha256"]):
             return False
     return True
 
 
-def plan_action(record: StageRecord | None, input_hash: str, run_dir: Path) -> Action:
-    if record is None or record.input_hash != input_hash:
-        return "run"
-    if record.status == "done":
-        return "skip" if _outputs_intact(record, run_dir) else "run"
-    return "resume"
+def plan_action(
+    record: StageRecord | None, input_hash: str, run_dir: Path, attempt: StageRecord | None = None
+) -> Action:
+    if attempt is not None and attempt.input_hash == input_hash and attempt.work_dir is not None:
+        if (run_dir / attempt.work_dir).is_dir():
+            return "resume"
+    if record is not None and record.input_hash == input_hash and _outputs_intact(record, run_dir):
+        return "skip"
+    return "run"
 
 
 def run_stages(
@@ -205,12 +263,14 @@ def run_stages(
 ) -> RunResult:
     """Run ``stages`` in order in ``run_dir``, skipping and resuming as described in the module doc.
 
-    A failing stage is recorded as failed and its exception propagates;
-    an interrupted one (Ctrl-C) stays 'running'. Either resumes on the next call.
+    A failing stage is recorded as a failed attempt and its exception propagates;
+    an interrupted one (Ctrl-C) stays 'running'. Either resumes on the next call;
+    the stage's previous outputs stay in place until the new ones are complete.
     """
     check_stages(stages)
-    run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load_or_create(run_dir, pipeline or {})
+    check_ownership(stages, run_dir, manifest)
+    run_dir.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda event: None)
     outputs: dict[str, dict[str, Path]] = {}
     output_hashes: dict[str, dict[str, str]] = {}
@@ -221,46 +281,76 @@ def run_stages(
         input_hash = hash_json(
             {"id": spec.id, "params": spec.params, "upstream": {n: output_hashes[n] for n in spec.needs}}
         )
-        stage_dir = run_dir / spec.id
-        action = plan_action(manifest.stages.get(spec.id), input_hash, run_dir)
+        attempt = manifest.attempts.get(spec.id)
+        action = plan_action(manifest.stages.get(spec.id), input_hash, run_dir, attempt)
         actions[spec.id] = action
         emit(StageEvent(spec.id, index, len(stages), action))
 
         if action != "skip":
-            if action == "run" and stage_dir.exists():
-                shutil.rmtree(stage_dir)
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            record = StageRecord(status="running", input_hash=input_hash, started=time.time())
-            manifest.stages[spec.id] = record
+            if action == "resume":
+                assert attempt is not None and attempt.work_dir is not None
+                work_dir = run_dir / attempt.work_dir
+            else:
+                work_dir = run_dir / STAGING / "new" / spec.id
+                if work_dir.exists():
+                    shutil.rmtree(work_dir)  # an abandoned attempt of this run, made with other inputs
+            work_dir.mkdir(parents=True, exist_ok=True)
+            record = StageRecord(status="running", input_hash=input_hash, started=time.time(),
+                                 work_dir=str(work_dir.relative_to(run_dir)))
+            manifest.attempts[spec.id] = record
             manifest.save()
             try:
-                produced = spec.run(StageContext(spec.id, stage_dir, action == "resume", upstream))
+                produced = spec.run(StageContext(spec.id, work_dir, action == "resume", upstream))
+                recorded = _record_outputs(spec, produced, work_dir)
             except Exception as exc:
                 record.status, record.error = "failed", f"{exc.__class__.__name__}: {exc}"
                 manifest.save()
                 emit(StageEvent(spec.id, index, len(stages), "failed", message=record.error))
                 raise
-            record.outputs = _record_outputs(spec.id, produced, run_dir)
-            record.status, record.finished, record.error = "done", time.time(), None
+            _install(run_dir, spec.id, work_dir)
+            record.outputs = {name: {"path": str(Path(spec.id) / rel), "sha256": sha} for name, (rel, sha) in recorded.items()}
+            record.status, record.finished, record.error, record.work_dir = "done", time.time(), None, None
             record.wall_s = round(record.finished - record.started, 3)
+            manifest.stages[spec.id] = manifest.attempts.pop(spec.id)
             manifest.save()
             emit(StageEvent(spec.id, index, len(stages), "done", wall_s=record.wall_s))
 
         record = manifest.stages[spec.id]
         outputs[spec.id] = {name: run_dir / out["path"] for name, out in record.outputs.items()}
-        output_hashes[spec.id] = {name: out["sha256"] for name, out in record.outputs.items()}
+        output_hashes[spec.id] = {name: out["sha256"] for name, out in record.outputs.items() if out["sha256"]}
 
     return RunResult(run_dir, actions, outputs)
 
 
-def _record_outputs(stage_id: str, produced: dict[str, Path], run_dir: Path) -> dict[str, dict[str, str]]:
-    root = run_dir.resolve()
+def _install(run_dir: Path, stage_id: str, work_dir: Path) -> None:
+    """Make ``work_dir`` the stage's folder: the old folder is moved aside first, then deleted."""
+    stage_dir = run_dir / stage_id
+    if work_dir.resolve() == stage_dir.resolve():
+        return  # a version-1 attempt, run in place
+    old = run_dir / STAGING / "old" / stage_id
+    if old.exists():
+        shutil.rmtree(old)  # left by an install interrupted between its two renames
+    if stage_dir.exists():
+        old.parent.mkdir(parents=True, exist_ok=True)
+        stage_dir.rename(old)
+    stage_dir.parent.mkdir(parents=True, exist_ok=True)
+    work_dir.rename(stage_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _record_outputs(
+    spec: StageSpec, produced: dict[str, Path], work_dir: Path
+) -> dict[str, tuple[Path, str | None]]:
+    """Output name -> (path relative to the work folder, content hash or None for an annotation)."""
+    root = work_dir.resolve()
     recorded = {}
     for name, path in produced.items():
         path = Path(path).resolve()
         if not path.exists():
-            raise FileNotFoundError(f"stage {stage_id!r} reported output {name!r} at {path}, which does not exist")
+            raise FileNotFoundError(f"stage {spec.id!r} reported output {name!r} at {path}, which does not exist")
         if not path.is_relative_to(root):
-            raise ValueError(f"stage {stage_id!r} output {name!r} is outside the run folder: {path}")
-        recorded[name] = {"path": str(path.relative_to(root)), "sha256": hash_path(path)}
+            raise ValueError(f"stage {spec.id!r} output {name!r} is outside its stage folder {root}: {path}")
+        sha = None if name in spec.annotations else hash_path(path)
+        recorded[name] = (path.relative_to(root), sha)
     return recorded
