@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -30,6 +31,8 @@ def parse_count(text: str) -> int:
         result = float(number) * scale
     except ValueError:
         raise ValueError(f"bad size {text!r}; expected a number with an optional K/M/G suffix, e.g. 330M") from None
+    if not math.isfinite(result):  # "inf", "nan", "1e400": no budget, and int() would raise OverflowError
+        raise ValueError(f"bad size {text!r}; expected a finite number with an optional K/M/G suffix, e.g. 330M")
     if result < 0:
         raise ValueError(f"bad size {text!r}; expected a non-negative value")
     return int(round(result))

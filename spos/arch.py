@@ -45,8 +45,9 @@ class Arch:
             raise ValueError(f"arch string {text!r} is empty; expected e.g. '2,1,0,3' or '2:4,1:7'")
         ops, channels = [], []
         for i, item in enumerate(body.split(",")):
-            parts = item.strip().split(":")
-            if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+            parts = [p.strip() for p in item.strip().split(":")]
+            # isascii: str.isdigit and int() also accept other scripts' digits ("２" reads as 2).
+            if len(parts) > 2 or not all(p.isascii() and p.isdigit() for p in parts):
                 raise ValueError(
                     f"arch string {text!r}: item {i} is {item.strip()!r}; expected 'OP' or 'OP:CHANNEL' "
                     "with non-negative integers"
@@ -91,11 +92,10 @@ class Arch:
     @classmethod
     def load(cls, text_or_path: str | Path) -> Arch:
         """An arch string, or the path of a JSON file holding one."""
-        path = Path(text_or_path)
-        if str(text_or_path).endswith(".json") or path.is_file():
-            from spos.readers import read_json
+        from spos.readers import is_existing_file, read_json
 
-            return cls.from_json(read_json(path, "arch file"))
+        if str(text_or_path).endswith(".json") or is_existing_file(text_or_path):
+            return cls.from_json(read_json(Path(text_or_path), "arch file"))
         return cls.parse(str(text_or_path))
 
     # ---- against a space ---------------------------------------------------

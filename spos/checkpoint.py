@@ -29,15 +29,23 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return write_bytes_atomic(path, buffer.getvalue())
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, for one-line errors; never fails on an empty message."""
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0][:limit]}" if lines else exc.__class__.__name__
+
+
 def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True`` on the CPU; clear errors for missing or bad files."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:  # e.g. killed before the first write of a non-atomic copy
+        raise ValueError(f"{path}: not a readable {what} (the file is empty)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files
-        raise ValueError(f"{path}: not a readable {what} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path}: not a readable {what}, truncated or not a torch file ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a {what} dict, got {type(data).__name__}")
     return data
@@ -88,5 +96,5 @@ def load_supernet(path: str | Path) -> LoadedSupernet:
     try:
         supernet.load_state_dict(data["model"])
     except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit the stored space ({str(exc).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path}: weights do not fit the stored space ({first_line(exc)})") from None
     return LoadedSupernet(supernet.eval(), space, config, int(data.get("step", 0)))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spos.arch import Arch
-from spos.checkpoint import load_checkpoint, save_atomic
+from spos.checkpoint import first_line, load_checkpoint, save_atomic
 from spos.network import StaticNet
 from spos.space import SearchSpace
 
@@ -53,6 +53,5 @@ def load_model(path: str | Path) -> LoadedModel:
         net = StaticNet.from_description({"space": data["space"], "arch": data["arch"]})
         net.load_state_dict(data["state_dict"])
     except (KeyError, RuntimeError) as exc:
-        message = str(exc).strip().splitlines()[0][:200]
-        raise ValueError(f"{path}: model checkpoint is damaged ({exc.__class__.__name__}: {message})") from None
+        raise ValueError(f"{path}: model checkpoint is damaged ({first_line(exc)})") from None
     return LoadedModel(net.eval(), net.arch, net.space, data.get("config") or {}, data.get("metrics") or {})

@@ -26,7 +26,7 @@ from spos.distributed import barrier, init_distributed, shutdown
 from spos.hashing import file_sha256
 from spos.model_file import save_model
 from spos.network import StaticNet
-from spos.readers import read_json
+from spos.readers import is_existing_file, read_json
 from spos.space import SearchSpace
 from spos.train import CONFIG_NAME, LoopSettings, train_network
 
@@ -57,7 +57,7 @@ def searched_arch(text_or_path: str | Path, budget: str | None = None) -> Arch:
         try:
             return Arch.load(text_or_path)
         except ValueError:
-            if not path.is_file():
+            if not is_existing_file(path):
                 raise
             data = read_json(path, "search result")
             budgets = data.get("budgets") if isinstance(data, dict) else None
@@ -66,7 +66,7 @@ def searched_arch(text_or_path: str | Path, budget: str | None = None) -> Arch:
                 raise
             raise ValueError(f"{path} holds {len(labels)} budgets; pick one with --budget, one of: "
                              + "; ".join(map(str, labels))) from None
-    data = read_json(path, "search result") if path.is_file() else None
+    data = read_json(path, "search result") if is_existing_file(path) else None
     if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
         raise ValueError(f"--budget needs a search result.json with budgets; got {text_or_path}")
     for entry in data["budgets"]:
