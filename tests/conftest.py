@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from spos.space import SearchSpace
 ROOT = Path(__file__).resolve().parents[1]
 SPACES_DIR = ROOT / "configs" / "spaces"
 SPACE_FILES = sorted(SPACES_DIR.glob("*.yaml"))
-CIFAR_SMALL = ROOT.parent / "shared" / "data" / "cifar10-small"
+# The data shared beside a checkout (../shared/data). SPOS_SHARED_DATA points elsewhere, e.g. at
+# a missing folder to check that every test reading it skips cleanly in a plain clone.
+SHARED_DATA = Path(os.environ.get("SPOS_SHARED_DATA") or ROOT.parent / "shared" / "data")
+CIFAR_SMALL = SHARED_DATA / "cifar10-small"
 
 
 @pytest.fixture(params=[p.stem for p in SPACE_FILES])
