@@ -79,7 +79,7 @@ def _describe(path: Path) -> _Described:
         space = SearchSpace.from_dict(card.space, f"{path.parent / 'export.json'} space")
         return _Described(path, card.input_shape, space, Arch.parse(card.arch).validated(space), card.precision)
     if path.suffix == ".onnx":
-        from export.onnx import onnx_input_info
+        from runtime.onnx import onnx_input_info
 
         _, dims, elem = onnx_input_info(path)
         if not all(isinstance(d, int) and d > 0 for d in dims[1:]):

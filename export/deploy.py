@@ -78,7 +78,7 @@ def export_model(
     seed: int = 0,
 ) -> ExportResult:
     """Export, check parity, write ``export.json``; raises `ParityError` (after writing the card) on a mismatch."""
-    from export.onnx import to_onnx
+    from runtime.onnx import to_onnx
 
     formats = parse_formats(formats)
     if precision not in PRECISIONS:
@@ -87,7 +87,7 @@ def export_model(
         raise ValueError(f"batch and the parity image count must be at least 1, got {batch} and {num_images}")
     if "tensorrt" in formats:
         # Before any work: a machine without TensorRT gets the message in a second, not after the ONNX export.
-        from export.tensorrt import import_tensorrt, require_cuda
+        from runtime.tensorrt import import_tensorrt, require_cuda
 
         import_tensorrt()
         require_cuda()
@@ -101,9 +101,10 @@ def export_model(
 
     engine_path = None
     if "tensorrt" in formats and results[0].passed:
-        from export.tensorrt import TensorRTRunner, build_engine
+        from runtime.tensorrt import TensorRTRunner, build_engine
 
-        engine_path = build_engine(onnx_path, out_dir / "model.engine", batch=batch,
+        # A deployed engine takes any batch up to the exported one, like its dynamic-batch ONNX graph.
+        engine_path = build_engine(onnx_path, out_dir / "model.engine", batch=batch, min_batch=1,
                                    timing_cache_path=out_dir / "tensorrt-timing.cache")
         runner = TensorRTRunner(engine_path)
         results.append(tensorrt_parity(model.net, runner, images, precision=precision, batch=batch))

@@ -14,7 +14,6 @@ engines on coin flips.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -22,6 +21,8 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 from torch import nn
+
+from runtime.optional import import_optional
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def onnxruntime_parity(
     tolerance: Tolerance | None = None,
 ) -> ParityResult:
     """Compare ONNX Runtime (CPU provider) with PyTorch on ``images`` (N x C x H x W)."""
-    ort = _import("onnxruntime", "onnxruntime")
+    ort = import_optional("onnxruntime", "onnxruntime", display="ONNX Runtime")
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
@@ -182,10 +183,3 @@ def tensorrt_parity(
         torch_logits(model, images, batch), candidate, tolerance or tolerance_for("tensorrt", precision),
         "tensorrt", precision,
     )
-
-
-def _import(module: str, package: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{module} is not installed; pip install {package}") from None

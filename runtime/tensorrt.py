@@ -1,41 +1,44 @@
 """ONNX -> TensorRT engine (strongly typed, TensorRT 10 / 11) and a runner on torch CUDA buffers.
 
 One code path serves TensorRT 10.x and 11.x: the network is strongly typed
-(FP16 comes from an FP16 ONNX graph, see `export.onnx.to_onnx(fp16=True)`;
+(FP16 comes from an FP16 ONNX graph, see `runtime.onnx.to_onnx(fp16=True)`;
 the FP16/INT8 builder flags are deprecated in 10.12 and gone in 11), the
 batch range is an optimization profile, and a timing cache file can be
 shared by many builds (profiling builds one engine per block, and the
 cache turns repeated layer timings into look-ups).
 
+Optimization profiles (`plan_profile`): an engine is built for exactly the
+batch it will run (min = opt = max), as the profiler measures it; a graph
+with a dynamic batch axis gets a range ``min_batch..batch`` only when asked
+(deployment: any batch up to the exported one); a static-batch graph runs
+its own batch. The profile is recorded in the engine's JSON sidecar.
+
 ``tensorrt`` is imported lazily: this module imports fine without it, and
-calling into it raises `TensorRTUnavailableError` naming what to install.
+calling into it raises `runtime.optional.MissingRuntime` naming what to install.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from runtime.optional import import_optional
 from spos.atomic import write_bytes_atomic
-
-INSTALL_HINT = "pip install tensorrt (NVIDIA's wheel, needs an NVIDIA GPU and driver)"
 
 
 class TensorRTUnavailableError(ValueError):
-    """TensorRT or CUDA is missing. A ValueError so that the CLI prints it as a one-line error."""
+    """TensorRT is installed but cannot run here (no CUDA GPU). A ValueError: the CLI prints one line."""
 
 
 def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, or a one-line error saying what to install."""
-    try:
-        import tensorrt as trt  # noqa: PLC0415 (optional runtime, imported on use)
-    except ImportError:
-        raise TensorRTUnavailableError(f"TensorRT is not installed; {INSTALL_HINT}") from None
-    return trt
+    """The ``tensorrt`` module, or `MissingRuntime` saying what to install."""
+    return import_optional("tensorrt", "tensorrt", display="TensorRT",
+                           detail="NVIDIA's wheel; needs an NVIDIA GPU and driver")
 
 
 def require_cuda() -> None:
@@ -55,31 +58,148 @@ def sidecar_path(engine_path: str | Path) -> Path:
     return engine_path.with_name(engine_path.name + ".json")
 
 
+# ---- optimization profiles (pure: no TensorRT needed) ------------------------------
+
+
+@dataclass(frozen=True)
+class InputProfile:
+    """The optimization-profile shapes of one network input."""
+
+    name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    @property
+    def batch_range(self) -> tuple[int, int]:
+        return self.min[0], self.max[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+
+def check_batches(batch: int | None, min_batch: int | None) -> None:
+    """``batch`` (None: the graph's own, static batch) and ``min_batch`` (None: no range) must be consistent."""
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    if min_batch is not None:
+        if batch is None:
+            raise ValueError(f"min_batch {min_batch} needs a batch to range up to; got batch None")
+        if not 1 <= min_batch <= batch:
+            raise ValueError(f"need 1 <= min_batch <= batch, got min_batch={min_batch}, batch={batch}")
+
+
+def plan_profile(
+    name: str, shape: Sequence[int], *, batch: int | None, min_batch: int | None = None, source: str = "graph"
+) -> InputProfile:
+    """The profile of input ``name`` whose network shape is ``shape`` (TensorRT's convention: -1 is dynamic).
+
+    - static batch B: B, B, B; ``batch`` must be None or B (and ``min_batch`` None or B), since
+      the graph cannot run another batch;
+    - dynamic batch: ``batch`` is required; ``batch``, ``batch``, ``batch`` (the profiler's engine,
+      built for the one batch it measures), or ``min_batch``, ``batch``, ``batch`` when a range is asked.
+    Only the batch axis may be dynamic.
+    """
+    check_batches(batch, min_batch)
+    shape = tuple(int(d) for d in shape)
+    if not shape:
+        raise ValueError(f"{source}: input {name!r} is a scalar; expected a batch axis first")
+    rest = shape[1:]
+    if any(d < 0 for d in rest):
+        raise ValueError(f"{source}: input {name!r} has dynamic non-batch dims {shape}; expected only a dynamic batch")
+    if shape[0] >= 0:
+        static = shape[0]
+        if batch not in (None, static) or min_batch not in (None, static):
+            asked = f"batches {min_batch}..{batch}" if min_batch is not None else f"batch {batch}"
+            raise ValueError(f"{source}: input {name!r} has a fixed batch {static}, but {asked} was asked for")
+        return InputProfile(name, shape, shape, shape)
+    if batch is None:
+        raise ValueError(f"{source}: input {name!r} has a dynamic batch; expected a batch to build the engine for")
+    low = batch if min_batch is None else min_batch
+    return InputProfile(name, (low, *rest), (batch, *rest), (batch, *rest))
+
+
+def engine_sidecar(
+    engine_path: Path,
+    onnx_path: Path,
+    profiles: Sequence[InputProfile],
+    *,
+    precision: str,
+    tensorrt_version: str,
+    gpu: str,
+    compute_capability: str,
+    workspace_gib: float,
+    timing_cache: Path | None,
+) -> dict[str, Any]:
+    """What the JSON sidecar of an engine says: its build inputs, device and optimization profile."""
+    low, high = profiles[0].batch_range
+    return {
+        "engine": engine_path.name,
+        "onnx": str(onnx_path),
+        "tensorrt_version": tensorrt_version,
+        "gpu": gpu,
+        "compute_capability": compute_capability,
+        "precision": precision,
+        "strongly_typed": True,
+        "batch_min": low,
+        "batch_opt": profiles[0].opt[0],
+        "batch_max": high,
+        "profile": [p.to_json() for p in profiles],
+        "workspace_gib": workspace_gib,
+        "timing_cache": str(timing_cache) if timing_cache is not None else None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# ---- building -------------------------------------------------------------------------
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
     *,
-    batch: int,
-    min_batch: int = 1,
+    batch: int | None = None,
+    min_batch: int | None = None,
     timing_cache_path: str | Path | None = None,
     workspace_gib: float = 4.0,
 ) -> Path:
-    """Build a serialized engine for batches ``min_batch``..``batch`` (optimized for ``batch``).
+    """Build a serialized engine from ``onnx_path``; its batches follow `plan_profile`.
 
-    The precision follows the ONNX graph's types (strongly typed network).
-    ``timing_cache_path`` is read if present and rewritten with the new
-    timings after the build. Writes ``engine_path`` and its JSON sidecar
+    ``batch`` None means the graph's own (static) batch; ``min_batch`` asks a
+    dynamic-batch graph for the range ``min_batch..batch`` (optimized for
+    ``batch``). The precision follows the ONNX graph's types (strongly typed
+    network). ``timing_cache_path`` is read if present and rewritten with the
+    new timings after the build. Writes ``engine_path`` and its JSON sidecar
     (`sidecar_path`) and returns ``engine_path``.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
-    if not 1 <= min_batch <= batch:
-        raise ValueError(f"need 1 <= min_batch <= batch, got min_batch={min_batch}, batch={batch}")
+    check_batches(batch, min_batch)  # before TensorRT: a bad call fails the same on every machine
     trt = import_tensorrt()
     require_cuda()
     logger = _logger(trt)
     builder = trt.Builder(logger)
+    network, parser = _parse_onnx(trt, builder, logger, onnx_path)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    profiles = _add_profile(builder, config, network, batch, min_batch, str(onnx_path))
+    cache_path = Path(timing_cache_path) if timing_cache_path is not None else None
+    plan = _build_serialized(builder, network, config, cache_path, onnx_path)
+    del parser  # owns the weights the build read; kept alive until here
+    inputs_half = any(network.get_input(i).dtype == trt.DataType.HALF for i in range(network.num_inputs))
+    sidecar = engine_sidecar(
+        engine_path, onnx_path, profiles, precision="fp16" if inputs_half else "fp32",
+        tensorrt_version=trt.__version__, gpu=torch.cuda.get_device_name(),
+        compute_capability=".".join(map(str, torch.cuda.get_device_capability())),
+        workspace_gib=workspace_gib, timing_cache=cache_path,
+    )
+    _write_engine(engine_path, plan, sidecar)
+    return engine_path
+
+
+def _parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
+    """A strongly typed network parsed from ``onnx_path``, and its parser (which owns the weights)."""
     # STRONGLY_TYPED exists in 10.x and is deprecated (always on) in 11.x.
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     flags = 1 << int(strongly_typed) if strongly_typed is not None else 0
@@ -88,55 +208,39 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):
         first = parser.get_error(0).desc() if parser.num_errors else "unknown error"
         raise ValueError(f"{onnx_path}: TensorRT cannot parse this ONNX graph ({parser.num_errors} errors; first: {first})")
+    return network, parser
 
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+
+def _add_profile(
+    builder: Any, config: Any, network: Any, batch: int | None, min_batch: int | None, source: str
+) -> list[InputProfile]:
+    """One optimization profile covering every input, as `plan_profile` decides."""
     profile = builder.create_optimization_profile()
-    input_dtypes = []
+    planned = []
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        shape = tuple(tensor.shape)
-        if any(d < 0 for d in shape[1:]):
-            raise ValueError(f"{onnx_path}: input {tensor.name!r} has dynamic non-batch dims {shape}; expected only a dynamic batch")
-        if shape[0] >= 0 and not min_batch == batch == shape[0]:
-            raise ValueError(
-                f"{onnx_path}: input {tensor.name!r} has a fixed batch {shape[0]}, but batches {min_batch}..{batch} were asked for"
-            )
-        rest = shape[1:]
-        profile.set_shape(tensor.name, (min_batch, *rest), (batch, *rest), (batch, *rest))
-        input_dtypes.append(tensor.dtype)
+        shapes = plan_profile(tensor.name, tuple(tensor.shape), batch=batch, min_batch=min_batch, source=source)
+        profile.set_shape(tensor.name, shapes.min, shapes.opt, shapes.max)
+        planned.append(shapes)
     config.add_optimization_profile(profile)
+    return planned
 
-    cache_path = Path(timing_cache_path) if timing_cache_path is not None else None
+
+def _build_serialized(builder: Any, network: Any, config: Any, cache_path: Path | None, onnx_path: Path) -> bytes:
+    """The serialized engine; the timing cache is read before and rewritten after the build."""
     cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-
+    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    write_bytes_atomic(engine_path, bytes(plan))
     if cache_path is not None:
         write_bytes_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+    return bytes(plan)
 
-    precision = "fp16" if trt.DataType.HALF in input_dtypes else "fp32"
-    sidecar = {
-        "engine": engine_path.name,
-        "onnx": str(onnx_path),
-        "tensorrt_version": trt.__version__,
-        "gpu": torch.cuda.get_device_name(),
-        "compute_capability": ".".join(map(str, torch.cuda.get_device_capability())),
-        "precision": precision,
-        "strongly_typed": True,
-        "batch_min": min_batch,
-        "batch_opt": batch,
-        "batch_max": batch,
-        "workspace_gib": workspace_gib,
-        "timing_cache": str(cache_path) if cache_path is not None else None,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+
+def _write_engine(engine_path: Path, plan: bytes, sidecar: dict[str, Any]) -> None:
+    write_bytes_atomic(engine_path, plan)
     write_bytes_atomic(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
-    return engine_path
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:

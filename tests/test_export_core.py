@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import random
 
 import numpy as np
@@ -11,8 +12,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.onnx import INPUT_NAME, OUTPUT_NAME, onnx_input_info, to_onnx
-from export.tensorrt import TensorRTUnavailableError, build_engine, sidecar_path
+from runtime.onnx import INPUT_NAME, OUTPUT_NAME, onnx_input_info, to_onnx
+from runtime.optional import MissingRuntime
+from runtime.tensorrt import (
+    InputProfile,
+    TensorRTUnavailableError,
+    build_engine,
+    engine_sidecar,
+    plan_profile,
+    sidecar_path,
+)
 from spos.arch import Arch
 from spos.network import StaticNet
 from spos.sampling import sample_uniform
@@ -116,9 +125,71 @@ def test_bad_export_arguments_name_the_value(tiny_space, tmp_path, kwargs, messa
 @pytest.mark.skipif(HAS_TRT and HAS_CUDA, reason="TensorRT and CUDA are present")
 def test_missing_tensorrt_or_cuda_is_a_one_line_error(tiny_space, tmp_path):
     path = to_onnx(StaticNet(tiny_space, sample_uniform(tiny_space, random.Random(0))), tmp_path / "m.onnx", (3, 16, 16))
-    with pytest.raises(TensorRTUnavailableError, match="TensorRT|CUDA") as info:
+    expected = TensorRTUnavailableError if HAS_TRT else MissingRuntime
+    with pytest.raises(expected, match="TensorRT|CUDA") as info:
         build_engine(path, tmp_path / "m.engine", batch=4)
     assert "\n" not in str(info.value)
+    if not HAS_TRT:
+        assert info.value.package == "tensorrt" and "pip install tensorrt" in str(info.value)
+
+
+# ---- optimization profiles: decided without TensorRT ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape, batch, min_batch, expected",
+    [
+        # the profiler: a static graph at the measured batch, one shape (the old code refused batch > 1)
+        ((32, 3, 16, 16), 32, None, ((32, 3, 16, 16),) * 3),
+        # a static graph runs its own batch when none is named
+        ((8, 3, 16, 16), None, None, ((8, 3, 16, 16),) * 3),
+        # a dynamic graph is built for exactly the batch asked ...
+        ((-1, 3, 16, 16), 16, None, ((16, 3, 16, 16),) * 3),
+        # ... and for a range only when asked (deployment)
+        ((-1, 3, 16, 16), 16, 1, ((1, 3, 16, 16), (16, 3, 16, 16), (16, 3, 16, 16))),
+        ((-1, 3, 16, 16), 16, 4, ((4, 3, 16, 16), (16, 3, 16, 16), (16, 3, 16, 16))),
+    ],
+)
+def test_profile_follows_the_graphs_batch_axis(shape, batch, min_batch, expected):
+    profile = plan_profile("input", shape, batch=batch, min_batch=min_batch)
+    assert (profile.min, profile.opt, profile.max) == expected
+    assert profile.batch_range == (expected[0][0], expected[2][0])
+
+
+@pytest.mark.parametrize(
+    "shape, batch, min_batch, message",
+    [
+        ((8, 3, 16, 16), 32, None, "m.onnx: input 'input' has a fixed batch 8, but batch 32 was asked for"),
+        ((8, 3, 16, 16), 8, 1, "has a fixed batch 8, but batches 1..8 was asked for"),
+        ((-1, 3, 16, 16), None, None, "has a dynamic batch; expected a batch"),
+        ((-1, 3, -1, 16), 4, None, r"dynamic non-batch dims \(-1, 3, -1, 16\)"),
+        ((-1, 3, 16, 16), 4, 5, "need 1 <= min_batch <= batch, got min_batch=5, batch=4"),
+        ((-1, 3, 16, 16), 0, None, "batch must be at least 1, got 0"),
+        ((8, 3, 16, 16), None, 1, "min_batch 1 needs a batch to range up to"),
+    ],
+)
+def test_impossible_profiles_name_the_values(shape, batch, min_batch, message):
+    with pytest.raises(ValueError, match=message):
+        plan_profile("input", shape, batch=batch, min_batch=min_batch, source="m.onnx")
+
+
+def test_engine_sidecar_records_the_profile(tmp_path):
+    profile = InputProfile("input", (1, 3, 32, 32), (32, 3, 32, 32), (32, 3, 32, 32))
+    sidecar = engine_sidecar(
+        tmp_path / "model.engine", tmp_path / "model.onnx", [profile], precision="fp16", tensorrt_version="10.9.0",
+        gpu="NVIDIA H100", compute_capability="9.0", workspace_gib=4.0, timing_cache=None,
+    )
+    assert sidecar["profile"] == [{"input": "input", "min": [1, 3, 32, 32], "opt": [32, 3, 32, 32], "max": [32, 3, 32, 32]}]
+    assert (sidecar["batch_min"], sidecar["batch_opt"], sidecar["batch_max"]) == (1, 32, 32)
+    assert sidecar["engine"] == "model.engine" and sidecar["precision"] == "fp16" and sidecar["timing_cache"] is None
+    json.dumps(sidecar)  # plain JSON
+
+
+def test_build_engine_checks_batches_before_needing_tensorrt(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="need 1 <= min_batch <= batch, got min_batch=9, batch=4"):
+        build_engine(path, tmp_path / "m.engine", batch=4, min_batch=9)
 
 
 @pytest.mark.tensorrt
@@ -126,14 +197,16 @@ def test_missing_tensorrt_or_cuda_is_a_one_line_error(tiny_space, tmp_path):
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU")
 @pytest.mark.parametrize("fp16", [False, True])
 def test_tensorrt_engine_matches_pytorch(cifar_space, tmp_path, fp16):
-    from export.tensorrt import TensorRTRunner
+    from runtime.tensorrt import TensorRTRunner
 
     net = _net(cifar_space, sample_uniform(cifar_space, random.Random(0)))
     shape = (3, 32, 32)
     onnx_path = to_onnx(net, tmp_path / "net.onnx", shape, max_batch=32, fp16=fp16)
     cache = tmp_path / "timing.cache"
-    engine = build_engine(onnx_path, tmp_path / "net.engine", batch=32, timing_cache_path=cache)
-    assert cache.is_file() and sidecar_path(engine).is_file()
+    engine = build_engine(onnx_path, tmp_path / "net.engine", batch=32, min_batch=1, timing_cache_path=cache)
+    assert cache.is_file()
+    sidecar = json.loads(sidecar_path(engine).read_text())
+    assert sidecar["profile"][0]["min"] == [1, *shape] and sidecar["profile"][0]["max"] == [32, *shape]
     runner = TensorRTRunner(engine)
     assert runner.batch_range == (1, 32)
     tol = 2e-2 if fp16 else 2e-3
@@ -141,3 +214,18 @@ def test_tensorrt_engine_matches_pytorch(cifar_space, tmp_path, fp16):
         x = torch.randn(batch, *shape)
         got = runner(x.cuda()).float().cpu().numpy()
         np.testing.assert_allclose(got, net(x).detach().numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not HAS_TRT, reason="TensorRT is not installed (pip install tensorrt)")
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU")
+def test_tensorrt_static_graph_engine_keeps_its_batch(tiny_space, tmp_path):
+    from runtime.tensorrt import TensorRTRunner
+
+    net = _net(tiny_space, sample_uniform(tiny_space, random.Random(2)))
+    onnx_path = to_onnx(net, tmp_path / "b8.onnx", (3, 16, 16), max_batch=8, dynamic_batch=False)
+    engine = build_engine(onnx_path, tmp_path / "b8.engine")
+    assert TensorRTRunner(engine).batch_range == (8, 8)
+    assert json.loads(sidecar_path(engine).read_text())["profile"][0]["opt"] == [8, 3, 16, 16]
+    with pytest.raises(ValueError, match="fixed batch 8, but batch 32 was asked for"):
+        build_engine(onnx_path, tmp_path / "b32.engine", batch=32)

@@ -16,20 +16,19 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from export.onnx import onnx_input_info, to_onnx
+from runtime.onnx import onnx_input_info, to_onnx
 from latency.backends import BackendConfig
 from latency.device import describe_device
 from latency.timing import Timing, measure_stable, time_cpu
+from runtime.optional import MissingRuntime, import_optional
 
 DEFAULT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# Providers that the onnxruntime-gpu wheel brings.
+GPU_BUILD_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 def _import_ort() -> Any:
-    try:
-        import onnxruntime  # noqa: PLC0415
-    except ImportError:
-        raise ValueError("onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu for CUDA)") from None
-    return onnxruntime
+    return import_optional("onnxruntime", "onnxruntime", display="ONNX Runtime", detail="or onnxruntime-gpu for CUDA")
 
 
 class OnnxRuntimeBackend:
@@ -39,10 +38,11 @@ class OnnxRuntimeBackend:
         self.provider = config.provider or DEFAULT_PROVIDERS[config.device]
         available = self.ort.get_available_providers()
         if self.provider not in available:
-            raise ValueError(
-                f"ONNX Runtime provider {self.provider!r} is not available; this install has: {', '.join(available)}"
-                + (" (GPU providers need onnxruntime-gpu)" if self.provider != "CPUExecutionProvider" else "")
-            )
+            message = f"ONNX Runtime provider {self.provider!r} is not available; this install has: {', '.join(available)}"
+            if self.provider in GPU_BUILD_PROVIDERS:
+                # Not a typo but a missing build: the CPU wheel lacks these providers.
+                raise MissingRuntime(f"ONNX Runtime's {self.provider}", "onnxruntime-gpu", message)
+            raise ValueError(message)
         self.on_device = self.provider != "CPUExecutionProvider"
         if self.on_device != (config.device == "cuda"):
             raise ValueError(f"provider {self.provider!r} does not run on device {config.device!r}; pass the matching --device")

@@ -1,9 +1,12 @@
 """TensorRT backend: module -> ONNX -> strongly typed engine at the profiled batch -> CUDA-event timing.
 
-Engines are built with an optimization profile fixed at the profiled batch
-(min = opt = max), FP16 through an FP16 ONNX graph, and one timing cache
-shared by every build of a profiling run (in ``work_dir``), which makes
-building hundreds of block engines affordable.
+Every engine it builds, from a module or from a given ONNX file, has an
+optimization profile fixed at the measured batch (min = opt = max), so a
+benchmark of an ONNX file and a LUT entry time the same kind of engine;
+a static-batch ONNX file must have that batch. FP16 goes through an FP16
+ONNX graph, and one timing cache is shared by every build of a profiling
+run (in ``work_dir``), which makes building hundreds of block engines
+affordable.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from export.onnx import to_onnx
-from export.tensorrt import TensorRTRunner, build_engine, import_tensorrt, require_cuda
+from runtime.onnx import to_onnx
+from runtime.tensorrt import TensorRTRunner, build_engine, import_tensorrt, require_cuda
 from latency.backends import BackendConfig
 from latency.device import describe_device
 from latency.timing import Timing, measure_stable, time_cuda
@@ -42,19 +45,14 @@ class TensorRTBackend:
                     model, Path(tmp) / "model.onnx", input_shape, max_batch=self.config.batch,
                     dynamic_batch=False, fp16=self.config.precision == "fp16",
                 )
-                engine = build_engine(
-                    onnx_path, Path(tmp) / "model.engine", batch=self.config.batch,
-                    min_batch=self.config.batch, timing_cache_path=self.timing_cache,
-                )
             else:
-                path = Path(model)
-                if path.suffix == ".onnx":
-                    engine = build_engine(
-                        path, Path(tmp) / "model.engine", batch=self.config.batch,
-                        min_batch=min(self.config.batch, 1), timing_cache_path=self.timing_cache,
-                    )
-                else:
-                    engine = path
+                onnx_path = Path(model)
+            if onnx_path.suffix == ".onnx":
+                # min = opt = max = the measured batch (`plan_profile`); a static graph of another batch is refused.
+                engine = build_engine(onnx_path, Path(tmp) / "model.engine", batch=self.config.batch,
+                                      timing_cache_path=self.timing_cache)
+            else:
+                engine = onnx_path  # a built engine, run as it is
             runner = TensorRTRunner(engine)
             x = torch.randn((self.config.batch, *input_shape), generator=torch.Generator().manual_seed(0))
             runner.bind(x.to(runner.device))
