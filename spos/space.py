@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from spos.fields import coerce, parse_fields
 from spos.ops import OPS, conv_out_size, get_op
 from spos.readers import read_yaml_mapping
 
@@ -209,35 +210,91 @@ def _choice_blocks(space: SearchSpace) -> tuple[ChoiceBlock, ...]:
     return tuple(blocks)
 
 
-# ---- parsing with errors that name the field --------------------------------
+# ---- parsing: each section checked against its dataclass by spos.fields ----------------
 
-_TOP_KEYS = {
-    "name", "input_size", "in_channels", "num_classes", "activation", "stem", "fixed_blocks",
-    "stages", "ops", "channel_multipliers", "default_multiplier", "head",
-}
+# Far above any real space (the papers' ImageNet spaces: <= 8 repeats a stage, <= 1024
+# channels, multipliers <= 2), low enough that a typo (`repeats: 100000`) fails here
+# naming its field, not later as an OverflowError or an out-of-memory network.
+MAX_STAGES = 32
+MAX_REPEATS = 64
+MAX_CHANNELS = 16384
+MAX_INPUT_SIZE = 4096
+MAX_KERNEL = 15
+MAX_CLASSES = 1_000_000
+MAX_MULTIPLIER = 8.0
+ACTIVATIONS = ("relu", "relu6")
 
 
-def _get(data: dict, key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
+@dataclass(frozen=True)
+class _Scalars:
+    """Types of a space's top-level scalar keys, for `parse_fields`."""
+
+    name: str
+    input_size: int
+    num_classes: int
+    in_channels: int = 3
+    activation: str = "relu"
+    default_multiplier: float = 1.0
+
+
+_SECTIONS = ("stem", "fixed_blocks", "stages", "ops", "channel_multipliers", "head")
+
+
+def _parse_space(data: Any, src: str) -> SearchSpace:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{src}: expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(SearchSpace) if f.init}
+    unknown = sorted(set(data) - known, key=str)
+    if unknown:
+        raise ValueError(f"{src}: unknown key {unknown[0]!r}; expected one of: {', '.join(sorted(known))}")
+    scalars = _parse_scalars({k: v for k, v in data.items() if k not in _SECTIONS}, src)
+    multipliers = _parse_multipliers(data.get("channel_multipliers", []), f"{src}.channel_multipliers")
+    if multipliers and scalars.default_multiplier not in multipliers:
+        raise ValueError(
+            f"{src}.default_multiplier: {scalars.default_multiplier} is not one of channel_multipliers "
+            f"{list(multipliers)}"
+        )
+    space = SearchSpace(
+        scalars.name, scalars.input_size, scalars.in_channels, scalars.num_classes, scalars.activation,
+        _parse_stem(_required(data, "stem", src), f"{src}.stem"),
+        tuple(_parse_fixed_block(b, f"{src}.fixed_blocks[{i}]")
+              for i, b in enumerate(_list(data.get("fixed_blocks", []), f"{src}.fixed_blocks"))),
+        _parse_stages(_required(data, "stages", src), f"{src}.stages"),
+        _parse_ops(_required(data, "ops", src), f"{src}.ops"),
+        multipliers,
+        scalars.default_multiplier if multipliers else 1.0,
+        _parse_head(_required(data, "head", src), f"{src}.head"),
+    )
+    _check_structure(space, src)
+    return space
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    """``cls(**data)`` after `parse_fields`, refusing missing required fields by name."""
+    values = parse_fields(cls, data, where)
+    for f in fields(cls):
+        if f.init and f.name not in values and f.default is MISSING and f.default_factory is MISSING:
+            raise ValueError(f"{where}: missing required field {f.name!r}")
+    return cls(**values)
+
+
+def _required(data: Mapping, key: str, where: str) -> Any:
     if key not in data:
-        if default is ...:
-            raise ValueError(f"{where}: missing required field {key!r}")
-        return default
-    value = data[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    # bool is an int in Python; a count written as `true` is still a typo.
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
-    if not ok:
-        names = " or ".join(k.__name__ for k in kinds)
-        raise ValueError(f"{where}.{key}: expected {names}, got {value!r}")
+        raise ValueError(f"{where}: missing required field {key!r}")
+    return data[key]
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list, got {value!r}")
     return value
 
 
-def _positive(value: int, where: str) -> int:
+def _count(value: int, where: str, limit: int) -> int:
     if value <= 0:
         raise ValueError(f"{where}: expected a positive integer, got {value}")
+    if value > limit:
+        raise ValueError(f"{where}: expected at most {limit} (this project's bound for search spaces), got {value}")
     return value
 
 
@@ -247,105 +304,83 @@ def _stride(value: int, where: str) -> int:
     return value
 
 
-def _check_keys(data: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown field {unknown[0]!r}; expected one of: {', '.join(sorted(allowed))}")
+def _op_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value not in OPS:
+        raise ValueError(f"{where}: unknown op {value!r}; expected one of: {', '.join(OPS)}")
+    return value
 
 
-def _mapping(data: dict, key: str, where: str) -> dict:
-    return _get(data, key, dict, where)
+def _parse_scalars(data: Mapping, src: str) -> _Scalars:
+    scalars = _section(_Scalars, data, src)
+    _count(scalars.input_size, f"{src}.input_size", MAX_INPUT_SIZE)
+    _count(scalars.in_channels, f"{src}.in_channels", MAX_CHANNELS)
+    _count(scalars.num_classes, f"{src}.num_classes", MAX_CLASSES)
+    if scalars.activation not in ACTIVATIONS:
+        raise ValueError(f"{src}.activation: expected 'relu' or 'relu6', got {scalars.activation!r}")
+    return scalars
 
 
-def _parse_space(data: dict, src: str) -> SearchSpace:
-    _check_keys(data, _TOP_KEYS, src)
-    name = _get(data, "name", str, src)
-    input_size = _positive(_get(data, "input_size", int, src), f"{src}.input_size")
-    in_channels = _positive(_get(data, "in_channels", int, src, 3), f"{src}.in_channels")
-    num_classes = _positive(_get(data, "num_classes", int, src), f"{src}.num_classes")
-    activation = _get(data, "activation", str, src, "relu")
-    if activation not in ("relu", "relu6"):
-        raise ValueError(f"{src}.activation: expected 'relu' or 'relu6', got {activation!r}")
+def _parse_stem(data: Any, where: str) -> StemSpec:
+    stem = _section(StemSpec, data, where)
+    _count(stem.channels, f"{where}.channels", MAX_CHANNELS)
+    _count(stem.kernel, f"{where}.kernel", MAX_KERNEL)
+    _stride(stem.stride, f"{where}.stride")
+    return stem
 
-    stem_d = _mapping(data, "stem", src)
-    _check_keys(stem_d, {"channels", "kernel", "stride"}, f"{src}.stem")
-    stem = StemSpec(
-        _positive(_get(stem_d, "channels", int, f"{src}.stem"), f"{src}.stem.channels"),
-        _positive(_get(stem_d, "kernel", int, f"{src}.stem", 3), f"{src}.stem.kernel"),
-        _stride(_get(stem_d, "stride", int, f"{src}.stem", 2), f"{src}.stem.stride"),
-    )
 
-    fixed = []
-    for i, block_d in enumerate(_get(data, "fixed_blocks", list, src, [])):
-        where = f"{src}.fixed_blocks[{i}]"
-        if not isinstance(block_d, dict):
-            raise ValueError(f"{where}: expected a mapping, got {block_d!r}")
-        _check_keys(block_d, {"op", "channels", "stride"}, where)
-        op_name = _get(block_d, "op", str, where)
-        if op_name not in OPS:
-            raise ValueError(f"{where}.op: unknown op {op_name!r}; expected one of: {', '.join(OPS)}")
-        fixed.append(
-            FixedBlockSpec(
-                op_name,
-                _positive(_get(block_d, "channels", int, where), f"{where}.channels"),
-                _stride(_get(block_d, "stride", int, where, 1), f"{where}.stride"),
-            )
-        )
+def _parse_fixed_block(data: Any, where: str) -> FixedBlockSpec:
+    block = _section(FixedBlockSpec, data, where)
+    _op_name(block.op, f"{where}.op")
+    _count(block.channels, f"{where}.channels", MAX_CHANNELS)
+    _stride(block.stride, f"{where}.stride")
+    return block
 
+
+def _parse_stages(value: Any, where: str) -> tuple[StageSpec, ...]:
+    items = _list(value, where)
+    if not items:
+        raise ValueError(f"{where}: expected at least one stage")
+    if len(items) > MAX_STAGES:
+        raise ValueError(f"{where}: expected at most {MAX_STAGES} stages, got {len(items)}")
     stages = []
-    stages_d = _get(data, "stages", list, src)
-    if not stages_d:
-        raise ValueError(f"{src}.stages: expected at least one stage")
-    for i, stage_d in enumerate(stages_d):
-        where = f"{src}.stages[{i}]"
-        if not isinstance(stage_d, dict):
-            raise ValueError(f"{where}: expected a mapping, got {stage_d!r}")
-        _check_keys(stage_d, {"channels", "repeats", "stride"}, where)
-        stages.append(
-            StageSpec(
-                _positive(_get(stage_d, "channels", int, where), f"{where}.channels"),
-                _positive(_get(stage_d, "repeats", int, where), f"{where}.repeats"),
-                _stride(_get(stage_d, "stride", int, where), f"{where}.stride"),
-            )
-        )
+    for i, item in enumerate(items):
+        stage = _section(StageSpec, item, f"{where}[{i}]")
+        _count(stage.channels, f"{where}[{i}].channels", MAX_CHANNELS)
+        _count(stage.repeats, f"{where}[{i}].repeats", MAX_REPEATS)
+        _stride(stage.stride, f"{where}[{i}].stride")
+        stages.append(stage)
+    return tuple(stages)
 
-    ops = _get(data, "ops", list, src)
+
+def _parse_ops(value: Any, where: str) -> tuple[str, ...]:
+    ops = tuple(_op_name(op, f"{where}[{i}]") for i, op in enumerate(_list(value, where)))
     if not ops:
-        raise ValueError(f"{src}.ops: expected at least one candidate op")
-    for i, op_name in enumerate(ops):
-        if not isinstance(op_name, str) or op_name not in OPS:
-            raise ValueError(f"{src}.ops[{i}]: unknown op {op_name!r}; expected one of: {', '.join(OPS)}")
+        raise ValueError(f"{where}: expected at least one candidate op")
     if len(set(ops)) != len(ops):
-        raise ValueError(f"{src}.ops: duplicate op names in {ops}")
+        raise ValueError(f"{where}: duplicate op names in {list(ops)}")
+    return ops
 
-    multipliers = _get(data, "channel_multipliers", list, src, [])
-    for i, m in enumerate(multipliers):
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0:
-            raise ValueError(f"{src}.channel_multipliers[{i}]: expected a positive number, got {m!r}")
-    multipliers = tuple(float(m) for m in multipliers)
-    default_multiplier = float(_get(data, "default_multiplier", (int, float), src, 1.0))
-    if multipliers and default_multiplier not in multipliers:
-        raise ValueError(
-            f"{src}.default_multiplier: {default_multiplier} is not one of channel_multipliers {list(multipliers)}"
-        )
 
-    head_d = _mapping(data, "head", src)
-    _check_keys(head_d, {"channels", "dropout", "bias"}, f"{src}.head")
-    dropout = float(_get(head_d, "dropout", (int, float), f"{src}.head", 0.0))
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{src}.head.dropout: expected a value in [0, 1), got {dropout}")
-    head = HeadSpec(
-        _positive(_get(head_d, "channels", int, f"{src}.head"), f"{src}.head.channels"),
-        dropout,
-        _get(head_d, "bias", bool, f"{src}.head", True),
-    )
+def _parse_multipliers(value: Any, where: str) -> tuple[float, ...]:
+    multipliers = []
+    for i, item in enumerate(_list(value, where)):
+        m = coerce(item, float, f"{where}[{i}]")  # refuses .inf and .nan: not finite
+        if m <= 0:
+            raise ValueError(f"{where}[{i}]: expected a positive number, got {item!r}")
+        if m > MAX_MULTIPLIER:
+            raise ValueError(
+                f"{where}[{i}]: expected at most {MAX_MULTIPLIER} (this project's bound for search spaces), got {item!r}"
+            )
+        multipliers.append(m)
+    return tuple(multipliers)
 
-    space = SearchSpace(
-        name, input_size, in_channels, num_classes, activation, stem, tuple(fixed), tuple(stages),
-        tuple(ops), multipliers, default_multiplier if multipliers else 1.0, head,
-    )
-    _check_structure(space, src)
-    return space
+
+def _parse_head(data: Any, where: str) -> HeadSpec:
+    head = _section(HeadSpec, data, where)
+    _count(head.channels, f"{where}.channels", MAX_CHANNELS)
+    if not 0.0 <= head.dropout < 1.0:
+        raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {head.dropout}")
+    return head
 
 
 def _check_structure(space: SearchSpace, src: str) -> None:

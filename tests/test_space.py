@@ -69,13 +69,38 @@ def _broken(path: str, value):
         ("channel_multipliers.0", 0, "channel_multipliers[0]: expected a positive number, got 0"),
         ("default_multiplier", 0.7, "default_multiplier: 0.7 is not one of channel_multipliers"),
         ("activation", "gelu", "activation: expected 'relu' or 'relu6', got 'gelu'"),
-        ("stages.0.chanels", 3, "stages[0]: unknown field 'chanels'"),
+        ("stages.0.chanels", 3, "stages[0]: unknown key 'chanels'"),
+        # bounds: a typo must fail here, naming the field, not as OverflowError in a builder
+        ("stages.0.repeats", 100000, "stages[0].repeats: expected at most 64 (this project's bound"),
+        ("stem.channels", 10**30, "stem.channels: expected at most 16384"),
+        ("input_size", 10**6, "input_size: expected at most 4096"),
+        ("channel_multipliers.1", float("inf"), "channel_multipliers[1]: expected a finite number, got inf"),
+        ("channel_multipliers.1", float("nan"), "channel_multipliers[1]: expected a finite number, got nan"),
+        ("channel_multipliers.1", 1e6, "channel_multipliers[1]: expected at most 8.0"),
+        ("default_multiplier", float("inf"), "default_multiplier: expected a finite number, got inf"),
+        ("head", [64], "head: expected a mapping, got [64]"),
+        ("head.channels", KeyError, "head: missing required field 'channels'"),
+        ("stages", {"channels": 8}, "stages: expected a list"),
+        ("stages.1", 7, "stages[1]: expected a mapping, got 7"),
+        ("fixed_blocks", [{"op": "mbconv_k9", "channels": 8}], "fixed_blocks[0].op: unknown op 'mbconv_k9'"),
+        ("nme", "x", "unknown key 'nme'"),
     ],
 )
 def test_malformed_space_names_field_and_value(path, value, expected):
     with pytest.raises(ValueError, match=None) as err:
         SearchSpace.from_dict(_broken(path, value), "tiny")
     assert expected in str(err.value)
+
+
+def test_space_file_with_inf_multiplier_or_huge_repeats_is_a_one_line_error(tmp_path):
+    path = tmp_path / "space.yaml"
+    for text, expected in [
+        (yaml.safe_dump(tiny_space_dict()).replace("- 1.5", "- .inf"), r"channel_multipliers\[2\]: expected a finite number, got inf"),
+        (yaml.safe_dump(tiny_space_dict()).replace("repeats: 2", "repeats: 100000", 1), r"stages\[0\].repeats: expected at most 64"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=expected):
+            SearchSpace.from_yaml(path)
 
 
 def test_skip_where_shape_changes_is_refused():
