@@ -23,14 +23,13 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from spos.arch import Arch
 from spos.constraints import Constraints, describe_reachable
 from spos.sampling import SamplingError, sample_uniform
 from spos.space import SearchSpace
 
-Strategy = Literal["evolution", "random"]
 STRATEGIES: tuple[str, ...] = ("evolution", "random")
 Scorer = Callable[[Arch], float]
 
@@ -241,21 +240,23 @@ class SearchResult:
     generations: list[GenerationStats] = field(default_factory=list)
 
 
-def run(
+def advance(
     state: SearchState,
     space: SearchSpace,
     constraints: Constraints,
     score: Scorer,
     settings: EvolutionSettings,
     on_generation: Callable[[SearchState], None] | None = None,
-) -> SearchResult:
-    """Advance ``state`` to ``settings.generations``; ``on_generation`` sees each new state (checkpointing)."""
-    constraints.check_feasible()
+) -> SearchState:
+    """Run generations until ``settings.generations``; ``on_generation`` sees each new state.
+
+    The one generation loop: the search driver checkpoints in ``on_generation``.
+    """
     while not state.done(settings):
         state = next_generation(state, space, constraints, score, settings)
         if on_generation is not None:
             on_generation(state)
-    return result_of(state, settings)
+    return state
 
 
 def result_of(state: SearchState, settings: EvolutionSettings) -> SearchResult:

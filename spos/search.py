@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -48,9 +49,10 @@ from spos.evolution import (
     EvolutionSettings,
     SearchResult,
     SearchState,
-    next_generation,
+    advance,
     result_of,
 )
+from spos.readers import read_json
 from spos.sampling import SamplingError, sample_until
 from spos.space import SearchSpace
 
@@ -193,13 +195,46 @@ def run_search(
     ``random.Random`` seeded by ``(seed, budget, strategy)``.
     """
     out_dir = Path(out_dir)
+    _check_request(space, budgets, strategies, settings, seed)
+    spec = _search_spec(space, budgets, strategies, settings, seed, identity)
+    checkpoint = SearchCheckpoint(out_dir, spec)
+    states, scores = checkpoint.start(resume)
+    cache = ScoreCache(score, scores)
+    checkpoint.save(states, cache.scores)  # the spec is on disk from the start, so a resume always has it
+    with checkpoint.journal() as record:
+        cache.on_new = record
+        _run_all(space, budgets, strategies, settings, seed, states, cache, checkpoint, progress)
+    results = _budget_results(budgets, strategies, states, settings)
+    costs = CostModel(space)
+    result = _result_json(spec, results, costs)
+    write_json_atomic(out_dir / "result.json", result)
+    _write_history(out_dir / "history.jsonl", results, costs)
+    if plots:
+        _plot(out_dir, results, costs)
+    return SearchOutcome(results, result, cache.misses, cache.hits, out_dir)
+
+
+def _check_request(
+    space: SearchSpace, budgets: Sequence[Budget], strategies: Sequence[str], settings: EvolutionSettings, seed: int
+) -> None:
     if not budgets:
         raise ValueError("no budget to search; expected at least one")
     for s in strategies:
         if s not in STRATEGIES:
             raise ValueError(f"unknown search strategy {s!r}; expected one of: {', '.join(STRATEGIES)}")
     check_budgets(space, budgets, settings.sample_tries, seed)
-    spec = {
+
+
+def _search_spec(
+    space: SearchSpace,
+    budgets: Sequence[Budget],
+    strategies: Sequence[str],
+    settings: EvolutionSettings,
+    seed: int,
+    identity: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What a search is: stored in its checkpoint, and a resume must present the same."""
+    return {
         "space": {"name": space.name, "hash": space.hash},
         "identity": identity or {},
         "seed": seed,
@@ -207,27 +242,21 @@ def run_search(
         "settings": settings.to_json(),
         "budgets": [{"label": b.label, "constraints": b.constraints.to_json()} for b in budgets],
     }
-    checkpoint_path, journal_path = out_dir / "checkpoint.json", out_dir / "scores.jsonl"
-    states, scores = _start_or_resume(checkpoint_path, journal_path, spec, resume, out_dir)
 
-    def save() -> None:
-        write_json_atomic(checkpoint_path, {
-            "format": CHECKPOINT_FORMAT,
-            "spec": spec,
-            "scores": cache.scores,
-            "runs": {key: state.to_json() for key, state in states.items()},
-        })
 
-    cache = ScoreCache(score, scores)
-    save()  # the spec is on disk from the start, so a resume always has it to check against
-    journal = journal_path.open("a")
-
-    def record(arch: Arch, value: float) -> None:
-        journal.write(json.dumps({"arch": str(arch), "score": value}) + "\n")
-        journal.flush()  # survives a killed process; the next generation's checkpoint makes it durable
-
-    cache.on_new = record
-    keys = [(b, s, f"{b.label}|{s}") for b in budgets for s in strategies]
+def _run_all(
+    space: SearchSpace,
+    budgets: Sequence[Budget],
+    strategies: Sequence[str],
+    settings: EvolutionSettings,
+    seed: int,
+    states: dict[str, SearchState],
+    cache: ScoreCache,
+    checkpoint: SearchCheckpoint,
+    progress: bool,
+) -> None:
+    """Advance every (budget, strategy) run to its last generation, checkpointing after each generation."""
+    keys = [(b, s, _run_key(b, s)) for b in budgets for s in strategies]
     done = sum(len(states[k].history) if k in states else 0 for _, _, k in keys)
     bar = tqdm(total=len(keys) * settings.evaluations, initial=done, desc="search", unit="cand", disable=not progress)
 
@@ -238,30 +267,66 @@ def run_search(
 
     try:
         for budget, strategy, key in keys:
-            state = states.get(key) or SearchState.start(strategy, f"{seed}|{key}")
             bar.set_postfix_str(f"{budget.label} {strategy}")
-            while not state.done(settings):
-                state = next_generation(state, space, budget.constraints, tracked, settings)
+
+            def finished(state: SearchState, key: str = key) -> None:
                 states[key] = state
-                save()
+                checkpoint.save(states, cache.scores)
+
+            start = states.get(key) or SearchState.start(strategy, f"{seed}|{key}")
+            advance(start, space, budget.constraints, tracked, settings, finished)
     finally:
         bar.close()
-        journal.close()
 
-    costs = CostModel(space)
+
+def _run_key(budget: Budget, strategy: str) -> str:
+    return f"{budget.label}|{strategy}"
+
+
+def _budget_results(
+    budgets: Sequence[Budget], strategies: Sequence[str], states: dict[str, SearchState], settings: EvolutionSettings
+) -> list[BudgetResult]:
     results = []
     for budget in budgets:
-        runs = {s: result_of(states[f"{budget.label}|{s}"], settings) for s in strategies}
+        runs = {s: result_of(states[_run_key(budget, s)], settings) for s in strategies}
         # Strategy order breaks ties, so "both" prefers evolution's arch at equal accuracy.
         best_strategy = max(strategies, key=lambda s: (runs[s].best.score, -strategies.index(s)))
         results.append(BudgetResult(budget, runs, runs[best_strategy].best, best_strategy))
+    return results
 
-    result = _result_json(spec, results, costs)
-    write_json_atomic(out_dir / "result.json", result)
-    _write_history(out_dir / "history.jsonl", results, costs)
-    if plots:
-        _plot(out_dir, results, costs)
-    return SearchOutcome(results, result, cache.misses, cache.hits, out_dir)
+
+class SearchCheckpoint:
+    """A search directory's resume state: ``checkpoint.json`` (spec, scores, run states)
+    rewritten atomically per generation, and ``scores.jsonl``, one line per fresh score."""
+
+    def __init__(self, out_dir: Path, spec: dict[str, Any]) -> None:
+        self.out_dir = out_dir
+        self.spec = spec
+        self.path = out_dir / "checkpoint.json"
+        self.journal_path = out_dir / "scores.jsonl"
+
+    def start(self, resume: bool) -> tuple[dict[str, SearchState], dict[str, float]]:
+        """Run states and scores to continue from: none for a new search, the stored ones on resume."""
+        return _start_or_resume(self.path, self.journal_path, self.spec, resume, self.out_dir)
+
+    def save(self, states: dict[str, SearchState], scores: dict[str, float]) -> None:
+        write_json_atomic(self.path, {
+            "format": CHECKPOINT_FORMAT,
+            "spec": self.spec,
+            "scores": scores,
+            "runs": {key: state.to_json() for key, state in states.items()},
+        })
+
+    @contextmanager
+    def journal(self) -> Iterator[Callable[[Arch, float], None]]:
+        """``record(arch, score)`` appending to scores.jsonl while the block runs."""
+        with self.journal_path.open("a") as journal:
+
+            def record(arch: Arch, value: float) -> None:
+                journal.write(json.dumps({"arch": str(arch), "score": value}) + "\n")
+                journal.flush()  # survives a killed process; the next generation's checkpoint makes it durable
+
+            yield record
 
 
 @dataclass(frozen=True)
@@ -332,9 +397,9 @@ def _start_or_resume(
     if not path.is_file():
         return {}, {}  # nothing to resume: start fresh
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg}); delete it to start over") from None
+        data = read_json(path, "search checkpoint")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; delete it to start over") from None
     if data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: format {data.get('format')!r}; expected {CHECKPOINT_FORMAT!r}")
     stored = data["spec"]

@@ -12,16 +12,24 @@ from spos.constraints import Constraints, flops_constraint, params_constraint
 from spos.cost import CostModel
 from spos.evolution import (
     EvolutionSettings,
+    SearchResult,
     SearchState,
+    advance,
     crossover,
     mutate,
     next_generation,
     result_of,
-    run,
 )
 from spos.sampling import SamplingError, sample_uniform
 
 SMALL = EvolutionSettings(population=12, generations=5, topk=4)
+
+
+def search_to_end(
+    state: SearchState, space, constraints: Constraints, score, settings: EvolutionSettings
+) -> SearchResult:
+    """The search driver's generation loop (`advance`) to the end, then its result."""
+    return result_of(advance(state, space, constraints, score, settings), settings)
 
 
 def match_score(target: Arch):
@@ -57,7 +65,7 @@ def test_every_evaluated_and_returned_arch_meets_constraints(cifar_space, strate
             assert arch == arch.validated(cifar_space)
             return fitness(arch)
 
-        result = run(SearchState.start(strategy, seed), cifar_space, cons, checked, SMALL)
+        result = search_to_end(SearchState.start(strategy, seed), cifar_space, cons, checked, SMALL)
         assert len(result.history) == SMALL.evaluations
         assert len({c.arch for c in result.history}) == SMALL.evaluations  # nothing scored twice
         for c in [result.best, *result.topk]:
@@ -66,7 +74,7 @@ def test_every_evaluated_and_returned_arch_meets_constraints(cifar_space, strate
 
 
 def test_generations_follow_algorithm_1(cifar_space):
-    result = run(SearchState.start("evolution", 0), cifar_space, Constraints(), match_score(
+    result = search_to_end(SearchState.start("evolution", 0), cifar_space, Constraints(), match_score(
         sample_uniform(cifar_space, random.Random(9))), SMALL)
     for g in range(SMALL.generations):
         origins = [c.origin for c in result.history if c.generation == g]
@@ -95,9 +103,9 @@ def test_mutation_and_crossover(cifar_space):
 def test_same_seed_same_search_and_bit_exact_resume(cifar_space):
     cons = budget(cifar_space)
     fitness = match_score(sample_uniform(cifar_space, random.Random(3)))
-    full = run(SearchState.start("evolution", 7), cifar_space, cons, fitness, SMALL)
-    assert run(SearchState.start("evolution", 7), cifar_space, cons, fitness, SMALL).history == full.history
-    assert run(SearchState.start("evolution", 8), cifar_space, cons, fitness, SMALL).history != full.history
+    full = search_to_end(SearchState.start("evolution", 7), cifar_space, cons, fitness, SMALL)
+    assert search_to_end(SearchState.start("evolution", 7), cifar_space, cons, fitness, SMALL).history == full.history
+    assert search_to_end(SearchState.start("evolution", 8), cifar_space, cons, fitness, SMALL).history != full.history
 
     state = SearchState.start("evolution", 7)
     for _ in range(2):
@@ -105,8 +113,17 @@ def test_same_seed_same_search_and_bit_exact_resume(cifar_space):
     # what a checkpoint stores: JSON text
     restored = SearchState.from_json(json.loads(json.dumps(state.to_json())))
     assert restored == state
-    resumed = run(restored, cifar_space, cons, fitness, SMALL)
+    resumed = search_to_end(restored, cifar_space, cons, fitness, SMALL)
     assert resumed.history == full.history and resumed.topk == full.topk
+
+
+def test_advance_reports_every_generation_and_stops_at_the_last(cifar_space):
+    fitness = match_score(sample_uniform(cifar_space, random.Random(4)))
+    seen: list[SearchState] = []
+    final = advance(SearchState.start("random", 0), cifar_space, Constraints(), fitness, SMALL, seen.append)
+    assert [s.generation for s in seen] == list(range(1, SMALL.generations + 1)) and seen[-1] is final
+    assert advance(final, cifar_space, Constraints(), fitness, SMALL, seen.append) is final  # done: nothing runs
+    assert len(seen) == SMALL.generations
 
 
 def test_evolution_finds_the_optimum_faster_than_random(tiny_space):
@@ -117,7 +134,7 @@ def test_evolution_finds_the_optimum_faster_than_random(tiny_space):
         target = sample_uniform(tiny_space, random.Random(100 + seed))
         fitness = match_score(target)
         for strategy, found in (("evolution", evo_evals), ("random", rand_evals)):
-            result = run(SearchState.start(strategy, seed), tiny_space, Constraints(), fitness, settings)
+            result = search_to_end(SearchState.start(strategy, seed), tiny_space, Constraints(), fitness, settings)
             hits = [i for i, c in enumerate(result.history) if c.arch == target]
             found.append(hits[0] + 1 if hits else float("inf"))
     assert all(e < settings.evaluations for e in evo_evals), evo_evals
@@ -130,7 +147,7 @@ def test_budget_too_tight_for_sampling_fails_with_a_clear_message(tiny_space):
     cons = Constraints((flops_constraint(costs, upper=costs.cheapest().flops),))
     settings = EvolutionSettings(population=4, generations=2, topk=2, child_tries=20, sample_tries=200)
     with pytest.raises(SamplingError, match=r"no new arch satisfying \[flops<=[\d.]+K\] found in 200 uniform draws .*cheapest reachable"):
-        run(SearchState.start("evolution", 0), tiny_space, cons, lambda a: 0.5, settings)
+        search_to_end(SearchState.start("evolution", 0), tiny_space, cons, lambda a: 0.5, settings)
 
 
 def test_settings_are_validated():
