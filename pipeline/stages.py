@@ -75,9 +75,10 @@ def profile_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[
 
 
 def train_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
+    from pipeline.training import sampler_metric
     from spos.train import train_supernet
 
-    result = train_supernet(p.train, ctx.stage_dir, resume=ctx.resume)
+    result = train_supernet(p.train, ctx.stage_dir, resume=ctx.resume, metric=sampler_metric(p.train))
     return {"supernet": result.supernet, "metrics": ctx.stage_dir / "metrics.jsonl"}
 
 

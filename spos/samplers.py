@@ -7,7 +7,8 @@
   paths until one falls in it. Paths are spread evenly over the metric
   (e.g. FLOPs) instead of piling up in the middle of the space. The metric
   is injected (`Callable[[Arch], float]`): FLOPs from `CostModel`, or
-  predicted latency from a LUT.
+  predicted latency from a LUT, which the caller builds (this package does
+  not depend on ``latency``).
 
 Samplers own their `random.Random`, and their state (RNG + unreachable bins)
 round-trips through ``state_dict`` so a resumed run draws the same paths.
@@ -148,17 +149,17 @@ class ConstraintSampler:
         self.unreachable = set(state["unreachable"])
 
 
-def make_metric(cfg: SamplerConfig, space: SearchSpace) -> Callable[[Arch], float]:
-    """The sampler's metric: exact FLOPs or params, or LUT-predicted latency (ms)."""
-    if cfg.metric == "latency":
-        from latency.predictor import LatencyPredictor  # only runs where a LUT is used
-
-        assert cfg.lut is not None
-        return LatencyPredictor.from_file(cfg.lut, space)
+def cost_metric(name: str, space: SearchSpace) -> Callable[[Arch], float]:
+    """Exact FLOPs or params of an arch, the metrics the space itself can price."""
     costs = CostModel(space)
-    if cfg.metric == "flops":
+    if name == "flops":
         return lambda arch: float(costs(arch).flops)
-    return lambda arch: float(costs(arch).params)
+    if name == "params":
+        return lambda arch: float(costs(arch).params)
+    raise ValueError(
+        f"sampler metric {name!r} is not computed from the space (flops, params); pass it in as metric=, "
+        "e.g. a latency.predictor.LatencyPredictor for 'latency'"
+    )
 
 
 def make_sampler(
@@ -166,11 +167,18 @@ def make_sampler(
     space: SearchSpace,
     seed: int,
     on_unreachable: Callable[[Bin, int], None] | None = None,
+    *,
+    metric: Callable[[Arch], float] | None = None,
 ) -> PathSampler:
-    """The sampler a config asks for, drawing from ``random.Random(seed)``."""
+    """The sampler a config asks for, drawing from ``random.Random(seed)``.
+
+    ``metric`` is the constraint sampler's measure of a path, injected: the
+    caller builds it (a latency predictor from ``cfg.lut`` for ``metric:
+    latency``); left None, FLOPs and params are computed from the space.
+    """
     if cfg.name == "uniform":
         return UniformSampler(space, random.Random(seed))
-    metric = make_metric(cfg, space)
+    metric = metric if metric is not None else cost_metric(cfg.metric, space)
     # The default range is estimated from its own stream, so the paths a run
     # trains depend on the seed alone, not on how the range was found.
     low, high = cfg.range or percentile_range(space, metric, random.Random(seed + 1))
