@@ -8,9 +8,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import matplotlib
 
@@ -19,16 +18,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from spos.evolution import GenerationStats  # noqa: E402
+from spos.search import ParetoPoint  # noqa: E402
+
+if TYPE_CHECKING:
+    from spos.search import SearchOutcome
 
 STRATEGY_COLORS = {"evolution": "tab:blue", "random": "tab:orange"}
+SEARCH_PLOT, PARETO_PLOT = "search.png", "pareto.png"
 
 
-@dataclass(frozen=True)
-class ParetoPoint:
-    arch: str
-    accuracy: float
-    metrics: Mapping[str, float]  # "flops" and "latency:<device>" values
-    best_of: str | None = None  # the budget label when this is that budget's pick
+def plot_search(outcome: SearchOutcome, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Draw a search's ``search.png`` and ``pareto.png`` into ``out_dir`` (default: the search's own folder)."""
+    out_dir = Path(out_dir) if out_dir is not None else outcome.out_dir
+    return (plot_search_progress(outcome.curves, out_dir / SEARCH_PLOT),
+            plot_pareto(outcome.points, out_dir / PARETO_PLOT))
 
 
 def pareto_frontier(points: Sequence[ParetoPoint], metric: str) -> list[ParetoPoint]:

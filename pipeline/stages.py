@@ -103,13 +103,13 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
     )
     search = p.cfg.search
     evaluation = EvaluationSettings(search.recalibration_batches, search.batch_size, recal_seed=p.cfg.seed)
-    search_supernet(loaded, supernet_path, budgets, ctx.stage_dir, evaluation=evaluation,
+    outcome = search_supernet(loaded, supernet_path, budgets, ctx.stage_dir, evaluation=evaluation,
                     strategies=search.strategies, settings=EvolutionSettings(**(search.settings or {})),
                     seed=p.cfg.seed, resume=ctx.resume)
     outputs = {"result": ctx.stage_dir / "result.json"}
-    for name in ("search.png", "pareto.png"):
-        if (ctx.stage_dir / name).is_file():
-            outputs[name.removesuffix(".png") + "_plot"] = ctx.stage_dir / name
+    from pipeline.plots import plot_search  # matplotlib only where a search finished
+
+    outputs["search_plot"], outputs["pareto_plot"] = plot_search(outcome)
     return outputs
 
 

@@ -10,8 +10,10 @@ directory:
   the supernet and data. With a single budget, ``best`` is also at the top
   level, so ``Arch.from_json`` reads the file directly.
 - ``history.jsonl``: every candidate of every run, with its generation and metrics.
-- ``search.png`` (best / mean accuracy per generation, evolution vs random)
-  and ``pareto.png`` (accuracy vs FLOPs / latency, frontier marked).
+- no figures: the returned `SearchOutcome` carries what they show (the
+  per-generation ``curves`` and every candidate's accuracy and costs,
+  ``points``), and the caller draws ``search.png`` and ``pareto.png``
+  (``pipeline.plots.plot_search``): plotting is output, not the method.
 - ``checkpoint.json``: written atomically at the start and after every
   generation; ``scores.jsonl``: one line appended per fresh evaluation
   (rewriting the whole state after each of thousands of cheap candidates
@@ -57,8 +59,11 @@ from spos.sampling import SamplingError, sample_until
 from spos.space import SearchSpace
 
 if TYPE_CHECKING:
+    from typing import Mapping
+
     from spos.checkpoint import LoadedSupernet
     from spos.data import DataConfig
+    from spos.evolution import GenerationStats
 
 CHECKPOINT_FORMAT = "spos-search-checkpoint/1"
 RESULT_FORMAT = "spos-search-result/1"
@@ -153,6 +158,18 @@ class SearchOutcome:
     fresh_evaluations: int  # evaluated in this process (not restored from the checkpoint)
     cache_hits: int
     out_dir: Path
+    curves: dict[str, dict[str, list[GenerationStats]]]  # [budget label][strategy]: best / mean per generation
+    points: list[ParetoPoint]  # every evaluated candidate, then each budget's pick
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One candidate's accuracy and costs, for an accuracy-vs-cost plot."""
+
+    arch: str
+    accuracy: float
+    metrics: Mapping[str, float]  # "flops" and "latency:<device>" values
+    best_of: str | None = None  # the budget label when this is that budget's pick
 
 
 def _candidate_json(c: Candidate, constraints: Constraints, costs: CostModel) -> dict[str, Any]:
@@ -185,7 +202,6 @@ def run_search(
     resume: bool = False,
     identity: dict[str, Any] | None = None,
     progress: bool = True,
-    plots: bool = True,
 ) -> SearchOutcome:
     """Search every budget with every strategy; see the module docstring for the outputs.
 
@@ -209,9 +225,7 @@ def run_search(
     result = _result_json(spec, results, costs)
     write_json_atomic(out_dir / "result.json", result)
     _write_history(out_dir / "history.jsonl", results, costs)
-    if plots:
-        _plot(out_dir, results, costs)
-    return SearchOutcome(results, result, cache.misses, cache.hits, out_dir)
+    return SearchOutcome(results, result, cache.misses, cache.hits, out_dir, _curves(results), _cost_points(results, costs))
 
 
 def _check_request(
@@ -464,25 +478,26 @@ def _write_history(path: Path, results: list[BudgetResult], costs: CostModel) ->
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def _plot(out_dir: Path, results: list[BudgetResult], costs: CostModel) -> None:
-    # Imported here: plotting is an output of the driver, not part of the method.
-    from pipeline.plots import ParetoPoint, plot_pareto, plot_search_progress
+def _curves(results: list[BudgetResult]) -> dict[str, dict[str, list[GenerationStats]]]:
+    return {r.budget.label: {s: list(run.generations) for s, run in r.runs.items()} for r in results}
 
-    plot_search_progress(
-        {r.budget.label: {s: run.generations for s, run in r.runs.items()} for r in results}, out_dir / "search.png"
-    )
+
+def _cost_points(results: list[BudgetResult], costs: CostModel) -> list[ParetoPoint]:
+    """Every evaluated candidate with its FLOPs and predicted latencies; each budget's pick marked."""
     short = _distinguishing_labels([r.budget for r in results])
+
+    def metrics(arch: Arch, constraints: Constraints) -> dict[str, float]:
+        found = {"flops": float(costs(arch).flops)}
+        found.update({m: v for m, v in constraints.metrics(arch).items() if m.startswith("latency:")})
+        return found
+
     points = []
     for r in results:
         for run in r.runs.values():
-            for c in run.history:
-                metrics = {"flops": float(costs(c.arch).flops)}
-                metrics.update({m: v for m, v in r.budget.constraints.metrics(c.arch).items() if m.startswith("latency:")})
-                points.append(ParetoPoint(str(c.arch), c.score, metrics, best_of=None))
-        best_metrics = {"flops": float(costs(r.best.arch).flops)}
-        best_metrics.update({m: v for m, v in r.budget.constraints.metrics(r.best.arch).items() if m.startswith("latency:")})
-        points.append(ParetoPoint(str(r.best.arch), r.best.score, best_metrics, best_of=short[r.budget.label]))
-    plot_pareto(points, out_dir / "pareto.png")
+            points.extend(ParetoPoint(str(c.arch), c.score, metrics(c.arch, r.budget.constraints)) for c in run.history)
+        points.append(ParetoPoint(str(r.best.arch), r.best.score, metrics(r.best.arch, r.budget.constraints),
+                                  best_of=short[r.budget.label]))
+    return points
 
 
 def _distinguishing_labels(budgets: Sequence[Budget]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.plots import ParetoPoint, pareto_frontier
+from pipeline.plots import ParetoPoint, pareto_frontier, plot_search
 from spos.arch import Arch
 from spos.evolution import EvolutionSettings
 from spos.sampling import sample_uniform
@@ -65,12 +65,19 @@ def test_budgets_share_one_cache_and_outputs_are_complete(cifar_space, tmp_path)
         assert [c["accuracy"] for c in b["topk"]] == sorted((c["accuracy"] for c in b["topk"]), reverse=True)
         assert len(b["runs"]["evolution"]["generations"]) == SETTINGS.generations
     assert result["seed"] == 3 and result["settings"]["population"] == 8
+
+    # The library draws nothing; the outcome carries the figures' data and pipeline.plots draws them.
+    assert not list(tmp_path.glob("*.png"))
+    assert set(out.curves) == {b.label for b in budgets} and set(out.curves[budgets[0].label]) == {"evolution", "random"}
+    assert len(out.points) == len(history) + len(budgets) and sum(p.best_of is not None for p in out.points) == 2
+    assert all(set(p.metrics) == {"flops", "latency:toy"} for p in out.points)
+    assert plot_search(out) == (tmp_path / "search.png", tmp_path / "pareto.png")
     assert (tmp_path / "search.png").stat().st_size > 0 and (tmp_path / "pareto.png").stat().st_size > 0
 
 
 def test_single_budget_result_is_an_arch_file(cifar_space, tmp_path):
     budgets = build_budgets(cifar_space, max_params=[3e6])
-    out = run_search(cifar_space, CountingScorer(cifar_space), budgets, tmp_path, settings=SETTINGS, progress=False, plots=False)
+    out = run_search(cifar_space, CountingScorer(cifar_space), budgets, tmp_path, settings=SETTINGS, progress=False)
     arch = Arch.load(tmp_path / "result.json").validated(cifar_space)
     assert str(arch) == out.result["best"]["arch"] == str(out.budgets[0].best.arch)
     assert out.result["best"]["params"] <= 3e6
@@ -78,7 +85,7 @@ def test_single_budget_result_is_an_arch_file(cifar_space, tmp_path):
 
 def test_interrupted_search_resumes_to_the_same_result(cifar_space, tmp_path):
     budgets = build_budgets(cifar_space, max_flops=[25e6])
-    kwargs = dict(strategies=("evolution", "random"), settings=SETTINGS, seed=1, progress=False, plots=False)
+    kwargs = dict(strategies=("evolution", "random"), settings=SETTINGS, seed=1, progress=False)
     run_search(cifar_space, CountingScorer(cifar_space), budgets, tmp_path / "full", **kwargs)
 
     with pytest.raises(KeyboardInterrupt):  # dies mid-generation of the first run
@@ -161,6 +168,7 @@ def test_cli_search_killed_and_resumed_gives_the_same_result(tiny_supernet, tmp_
     printed = json.loads(out)
     assert printed == json.loads((tmp_path / "full" / "result.json").read_text())
     assert printed["best"]["flops"] <= 1.2e6 and printed["identity"]["data"]["dataset"] == "digits"
+    assert (tmp_path / "full" / "search.png").is_file() and (tmp_path / "full" / "pareto.png").is_file()
 
     cut = spos_search("--supernet", str(tiny_supernet), "--out", str(tmp_path / "cut"), *CLI_ARGS)
     checkpoint = tmp_path / "cut" / "checkpoint.json"

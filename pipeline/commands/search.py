@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from pipeline.output import human_count, parse_count, print_json
-from spos.evolution import EvolutionSettings
-from spos.search import EvaluationSettings, LatencyBound, SearchOutcome, build_budgets, search_supernet
+
+if TYPE_CHECKING:
+    from spos.search import LatencyBound, SearchOutcome
 
 STRATEGY_CHOICES = {"evolution": ("evolution",), "random": ("random",), "both": ("evolution", "random")}
 
@@ -69,6 +70,7 @@ def _one_count(text: str | None, option: str) -> float | None:
 
 def _latency_bounds(specs: list[str], space) -> list[LatencyBound]:
     from latency.predictor import LatencyPredictor
+    from spos.search import LatencyBound
 
     bounds, names = [], set()
     for spec in specs:
@@ -88,8 +90,14 @@ def _latency_bounds(specs: list[str], space) -> list[LatencyBound]:
 
 
 def search(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: building the `spos` parser must not load torch (fast --help).
+    import torch
+
+    from pipeline.plots import plot_search
     from spos.checkpoint import load_supernet
     from spos.config import load_train_config
+    from spos.evolution import EvolutionSettings
+    from spos.search import EvaluationSettings, build_budgets, search_supernet
 
     strategies = STRATEGY_CHOICES[args.strategy]
     settings = EvolutionSettings(args.population, args.generations, args.topk, args.mutation_prob,
@@ -119,6 +127,7 @@ def search(args: argparse.Namespace) -> int:
         strategies=strategies, settings=settings, seed=args.seed, resume=args.resume,
         progress=not args.no_progress,
     )
+    plot_search(outcome)  # search.png, pareto.png beside result.json
     if args.json:
         print_json(outcome.result)
     else:
