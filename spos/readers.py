@@ -78,3 +78,27 @@ def read_json(path: str | Path, what: str) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_jsonl(path: str | Path, what: str) -> list[Any]:
+    """The records of the JSON-lines file ``path`` (an append-only journal).
+
+    A last line that does not parse is skipped: a process killed mid-append
+    leaves one torn line at the end. A bad line anywhere else is damage, and
+    an error naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    lines = path.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg}); expected one record per line") from None
+    return records

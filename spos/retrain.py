@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -28,7 +27,7 @@ from spos.model_file import save_model
 from spos.network import StaticNet
 from spos.readers import is_existing_file, read_json
 from spos.space import SearchSpace
-from spos.train import CONFIG_NAME, LoopSettings, train_network
+from spos.train import LoopSettings, train_network
 
 MODEL_NAME = "model.pt"
 
@@ -141,13 +140,11 @@ def retrain(
             **cfg.to_dict(), "space_hash": space.hash, "arch": str(arch),
             "init_from_supernet": file_sha256(init_path)[:16] if init_path is not None else None,
         }
-        if ctx.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         settings = LoopSettings(
             out_dir=out_dir, recipe=cfg.recipe, seed=cfg.seed, identity=identity, workers=cfg.data.workers,
             checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, eval_every=cfg.eval.every,
             extra={"space": space.to_dict(), "arch": str(arch)}, description=f"retrain {arch}",
+            config=cfg.to_dict(),
         )
         loop = train_network(net, splits.train, settings, evaluate=evaluate, ctx=ctx, max_steps=max_steps,
                              resume=resume)

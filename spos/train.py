@@ -37,11 +37,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from spos.arch import Arch
+from spos.atomic import write_text_atomic
 from spos.bn import recalibrate_bn, top1_accuracy
 from spos.checkpoint import load_checkpoint, save_atomic, supernet_payload
 from spos.config import RESUMABLE_CHANGES, RecipeConfig, TrainConfig, config_differences
 from spos.data import derive_seed, fixed_batches, load_data, set_epoch
 from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
+from spos.readers import read_jsonl
 from spos.sampling import sample_uniform
 from spos.samplers import Bin, PathSampler, make_sampler
 from spos.space import SearchSpace
@@ -53,6 +55,20 @@ CHECKPOINT_NAME, SUPERNET_NAME, METRICS_NAME, CONFIG_NAME = "checkpoint.pt", "su
 
 class TrainingDiverged(ValueError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ExistingRun(ValueError):
+    """``out_dir`` holds a run this call may not continue as asked; nothing was written.
+
+    ``hint`` names what would work, for the caller to word (library errors
+    name no command-line flags): ``"resume"``, the run can be continued;
+    ``"other_out"``, it was written with another configuration, so train into
+    another folder or resume with the original configuration.
+    """
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,7 @@ class LoopSettings:
     may_change: tuple[str, ...] = RESUMABLE_CHANGES
     extra: Mapping[str, Any] = field(default_factory=dict)
     description: str = "train"
+    config: Mapping[str, Any] | None = None  # written to config.yaml once out_dir's run is checked
 
 
 @dataclass(frozen=True)
@@ -202,11 +219,13 @@ class _EpochBatches:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after ``step`` (a killed run may have logged past its last checkpoint)."""
+    """Drop lines logged after ``step`` (a killed run may have logged past its last
+    checkpoint) and a last line torn by the kill. Rewritten atomically: a second kill
+    during the rewrite must not lose the lines kept."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [r for r in read_jsonl(path, "metrics file") if isinstance(r, dict) and r.get("step", 0) <= step]
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _check_identity(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any], may_change: tuple[str, ...]) -> None:
@@ -214,9 +233,9 @@ def _check_identity(path: Path, stored: Mapping[str, Any], current: Mapping[str,
     if differences:
         key = differences[0]
         old, new = _lookup(stored, key), _lookup(current, key)
-        raise ValueError(
-            f"{path} was written with a different configuration: {key} is {old!r} there, {new!r} now; "
-            "use another --out directory, or the original config"
+        raise ExistingRun(
+            f"{path} was written with a different configuration: {key} is {old!r} there, {new!r} now",
+            hint="other_out",
         )
 
 
@@ -225,6 +244,193 @@ def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, Mapping) else None
     return node
+
+
+def _checked_state(checkpoint_path: Path, settings: LoopSettings, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to continue from, checked against this run; None for a fresh run.
+
+    Runs before anything is written to ``out_dir``: a refused resume leaves the run as it was.
+    """
+    if not checkpoint_path.is_file():
+        return None
+    if not resume:
+        raise ExistingRun(f"{settings.out_dir} already holds a training checkpoint", hint="resume")
+    state = load_checkpoint(checkpoint_path, "training checkpoint")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{checkpoint_path}: not a {CHECKPOINT_FORMAT} file (format {state.get('format')!r})")
+    _check_identity(checkpoint_path, state.get("identity", {}), settings.identity, settings.may_change)
+    return state
+
+
+def _prepare_out_dir(out_dir: Path, config: Mapping[str, Any] | None, metrics_path: Path, step: int) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        write_text_atomic(out_dir / CONFIG_NAME, yaml.safe_dump(dict(config), sort_keys=False))
+    _truncate_metrics(metrics_path, step)
+
+
+@dataclass
+class _Window:
+    """Sums over the steps since the last log line."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    images: float = 0.0
+    steps: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, loss: float, top1: float, images: int) -> None:
+        self.loss += loss
+        self.correct += top1
+        self.images += images
+        self.steps += 1
+
+    def record(self, step: int, epoch: int, lr: float) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.t0
+        return {
+            "step": step, "epoch": epoch, "lr": lr, "loss": self.loss / self.steps, "top1": self.correct / self.steps,
+            "images_per_s": self.images / max(elapsed, 1e-9),
+        }
+
+
+class _Loop:
+    """The state the steps of one `train_network` call share: model, optimizer, files."""
+
+    def __init__(self, model: nn.Module, settings: LoopSettings, sampler: PathSampler | None,
+                 evaluate: Callable[[nn.Module], dict[str, Any]] | None, ctx: DistContext, total: int) -> None:
+        self.model, self.settings, self.sampler, self.evaluate, self.ctx, self.total = (
+            model, settings, sampler, evaluate, ctx, total)
+        self.optimizer = make_optimizer(model, settings.recipe)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=settings.recipe.label_smoothing)
+        out_dir = Path(settings.out_dir)
+        self.checkpoint_path, self.metrics_path = out_dir / CHECKPOINT_NAME, out_dir / METRICS_NAME
+        self.saved_step: int | None = None
+
+    def restore(self, state: Mapping[str, Any]) -> int:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sampler is not None:
+            self.sampler.load_state_dict(state["sampler"])
+        _set_rng_states(state["rng"])
+        self.saved_step = int(state["step"])
+        return self.saved_step
+
+    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
+        """One SGD step on the sampled path; returns (loss, top-1, learning rate), averaged over ranks."""
+        ctx, model, optimizer = self.ctx, self.model, self.optimizer
+        lr = learning_rate(step, self.settings.recipe, self.total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(derive_seed(self.settings.seed, ctx.rank, step))
+        images = images.to(ctx.device, non_blocking=True)
+        labels = labels.to(ctx.device, non_blocking=True)
+        arch: Arch | None = self.sampler() if self.sampler is not None else None
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images) if arch is None else model(images, arch)
+        loss = self.criterion(logits, labels)
+        loss.backward()
+        # Averaged across ranks in the same collective as the gradients;
+        # a NaN on any rank reaches every rank, so all stop together.
+        stats = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()])
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        all_reduce_mean_(grads + [stats], ctx)
+        loss_value, top1 = stats.tolist()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"loss became {loss_value} at step {step} (path {arch}); {self.kept_message()}; "
+                "lower recipe.lr or raise recipe.warmup_steps"
+            )
+        optimizer.step()
+        return loss_value, top1, lr
+
+    def save(self, step: int) -> None:
+        # A finite loss can still come with overflowed weights; never store those.
+        for name, param in self.model.named_parameters():
+            if not torch.isfinite(param).all():
+                raise TrainingDiverged(
+                    f"weights {name} became non-finite at step {step}; {self.kept_message()}; "
+                    "lower recipe.lr or raise recipe.warmup_steps"
+                )
+        if self.ctx.distributed:  # running statistics differ per rank; store their mean
+            all_reduce_mean_([b for b in self.model.buffers() if b.is_floating_point()], self.ctx)
+        if self.ctx.is_main:
+            save_atomic(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "step": step,
+                    "total_steps": self.total,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "sampler": self.sampler.state_dict() if self.sampler is not None else None,
+                    "rng": _rng_states(),
+                    "identity": dict(self.settings.identity),
+                    "world_size": self.ctx.world_size,
+                    **self.settings.extra,
+                },
+                self.checkpoint_path,
+            )
+        barrier(self.ctx)
+        self.saved_step = step
+
+    def kept_message(self) -> str:
+        if self.saved_step is None:
+            return "no checkpoint was written yet"
+        return f"kept the last good checkpoint {self.checkpoint_path} (step {self.saved_step})"
+
+    def log(self, record: dict[str, Any]) -> None:
+        # Appends stay appends (a journal); a line torn by a kill is dropped on resume.
+        if self.ctx.is_main:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def run_eval(self, step: int) -> dict[str, Any] | None:
+        if self.evaluate is None:
+            return None
+        result = self.evaluate(self.model) if self.ctx.is_main else None
+        self.model.train()
+        if result is not None:
+            self.log({"step": step, "eval": result})
+        barrier(self.ctx)
+        return result
+
+    def run(self, batches: _EpochBatches, start: int, stop: int) -> LoopResult:
+        settings, ctx = self.settings, self.ctx
+        started = time.perf_counter()
+        last_loss: float | None = None
+        last_eval: dict[str, Any] | None = None
+        window = _Window()
+        devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
+        progress = tqdm(total=stop, initial=start, desc=settings.description, unit="step", disable=not ctx.is_main,
+                        dynamic_ncols=True)
+        self.model.train()
+        step = start
+        try:
+            with torch.random.fork_rng(devices=devices):
+                while step < stop:
+                    epoch, offset = divmod(step, batches.steps_per_epoch)
+                    for images, labels in batches.loader(epoch, offset):
+                        last_loss, top1, lr = self.train_step(step, images, labels)
+                        step += 1
+                        window.add(last_loss, top1, len(labels) * ctx.world_size)
+                        progress.update(1)
+                        if step % settings.log_every == 0 or step == stop:
+                            record = window.record(step, epoch, lr)
+                            self.log(record)
+                            progress.set_postfix(loss=f"{record['loss']:.3f}", top1=f"{record['top1']:.3f}",
+                                                 img_s=f"{record['images_per_s']:.0f}", lr=f"{lr:.3g}")
+                            window = _Window()
+                        if step % settings.checkpoint_every == 0 or step == stop:
+                            self.save(step)
+                        if settings.eval_every and step % settings.eval_every == 0 and step != stop:
+                            last_eval = self.run_eval(step)
+                        if step >= stop:
+                            break
+                if start < stop or last_eval is None:
+                    last_eval = self.run_eval(step)
+        finally:
+            progress.close()
+        return LoopResult(step, self.total, last_loss, last_eval, self.checkpoint_path, start,
+                          time.perf_counter() - started)
 
 
 def train_network(
@@ -244,153 +450,23 @@ def train_network(
     ``model(images)``. ``evaluate(model)`` runs on the main process every
     ``eval_every`` steps and at the end; its dict goes into ``metrics.jsonl``.
     ``max_steps`` stops early (the schedule still spans the full recipe), so
-    a later ``resume`` continues the same run.
+    a later ``resume`` continues the same run. Nothing is written to
+    ``settings.out_dir`` before an existing run there has been checked
+    (`ExistingRun` otherwise).
     """
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps: expected a positive integer, got {max_steps}")
     ctx = ctx or DistContext(0, 1, 0, next(model.parameters()).device)
-    out_dir = Path(settings.out_dir)
-    checkpoint_path, metrics_path = out_dir / CHECKPOINT_NAME, out_dir / METRICS_NAME
     recipe = settings.recipe
     batches = _EpochBatches(train_set, recipe.batch_size, settings.seed, ctx, settings.workers)
     total = recipe.steps if recipe.steps is not None else recipe.epochs * batches.steps_per_epoch
     stop = total if max_steps is None else min(total, max_steps)
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"max_steps: expected a positive integer, got {max_steps}")
-    optimizer = make_optimizer(model, recipe)
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-
-    start, saved_step = 0, None
-    if checkpoint_path.is_file():
-        if not resume:
-            raise ValueError(f"{out_dir} already holds a training checkpoint; pass --resume to continue it or choose another --out")
-        state = load_checkpoint(checkpoint_path, "training checkpoint")
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{checkpoint_path}: not a {CHECKPOINT_FORMAT} file (format {state.get('format')!r})")
-        _check_identity(checkpoint_path, state["identity"], settings.identity, settings.may_change)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if sampler is not None:
-            sampler.load_state_dict(state["sampler"])
-        _set_rng_states(state["rng"])
-        start = saved_step = int(state["step"])
+    loop = _Loop(model, settings, sampler, evaluate, ctx, total)
+    state = _checked_state(loop.checkpoint_path, settings, resume)
+    start = loop.restore(state) if state is not None else 0
     if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(metrics_path, start)
-
-    def save_checkpoint(step: int) -> None:
-        # A finite loss can still come with overflowed weights; never store those.
-        for name, param in model.named_parameters():
-            if not torch.isfinite(param).all():
-                raise TrainingDiverged(
-                    f"weights {name} became non-finite at step {step}; {kept_message()}; "
-                    "lower recipe.lr or raise recipe.warmup_steps"
-                )
-        if ctx.distributed:  # running statistics differ per rank; store their mean
-            all_reduce_mean_([b for b in model.buffers() if b.is_floating_point()], ctx)
-        if ctx.is_main:
-            save_atomic(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "step": step,
-                    "total_steps": total,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "sampler": sampler.state_dict() if sampler is not None else None,
-                    "rng": _rng_states(),
-                    "identity": dict(settings.identity),
-                    "world_size": ctx.world_size,
-                    **settings.extra,
-                },
-                checkpoint_path,
-            )
-        barrier(ctx)
-
-    def kept_message() -> str:
-        if saved_step is None:
-            return "no checkpoint was written yet"
-        return f"kept the last good checkpoint {checkpoint_path} (step {saved_step})"
-
-    def log(record: dict[str, Any]) -> None:
-        if ctx.is_main:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def run_eval(step: int) -> dict[str, Any] | None:
-        if evaluate is None:
-            return None
-        result = evaluate(model) if ctx.is_main else None
-        model.train()
-        if result is not None:
-            log({"step": step, "eval": result})
-        barrier(ctx)
-        return result
-
-    started = time.perf_counter()
-    last_loss: float | None = None
-    last_eval: dict[str, Any] | None = None
-    window = {"loss": 0.0, "correct": 0.0, "images": 0.0, "steps": 0, "t0": time.perf_counter()}
-    devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
-    progress = tqdm(total=stop, initial=start, desc=settings.description, unit="step", disable=not ctx.is_main,
-                    dynamic_ncols=True)
-    model.train()
-    step = start
-    try:
-        with torch.random.fork_rng(devices=devices):
-            while step < stop:
-                epoch, offset = divmod(step, batches.steps_per_epoch)
-                for images, labels in batches.loader(epoch, offset):
-                    lr = learning_rate(step, recipe, total)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    torch.manual_seed(derive_seed(settings.seed, ctx.rank, step))
-                    images = images.to(ctx.device, non_blocking=True)
-                    labels = labels.to(ctx.device, non_blocking=True)
-                    arch: Arch | None = sampler() if sampler is not None else None
-                    optimizer.zero_grad(set_to_none=True)
-                    logits = model(images) if arch is None else model(images, arch)
-                    loss = criterion(logits, labels)
-                    loss.backward()
-                    # Averaged across ranks in the same collective as the gradients;
-                    # a NaN on any rank reaches every rank, so all stop together.
-                    stats = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()])
-                    grads = [p.grad for p in model.parameters() if p.grad is not None]
-                    all_reduce_mean_(grads + [stats], ctx)
-                    loss_value, top1 = stats.tolist()
-                    if not math.isfinite(loss_value):
-                        raise TrainingDiverged(
-                            f"loss became {loss_value} at step {step} (path {arch}); {kept_message()}; "
-                            "lower recipe.lr or raise recipe.warmup_steps"
-                        )
-                    optimizer.step()
-                    step += 1
-                    last_loss = loss_value
-                    window["loss"] += loss_value
-                    window["correct"] += top1
-                    window["images"] += len(labels) * ctx.world_size
-                    window["steps"] += 1
-                    progress.update(1)
-                    if step % settings.log_every == 0 or step == stop:
-                        elapsed = time.perf_counter() - window["t0"]
-                        record = {
-                            "step": step, "epoch": epoch, "lr": lr,
-                            "loss": window["loss"] / window["steps"], "top1": window["correct"] / window["steps"],
-                            "images_per_s": window["images"] / max(elapsed, 1e-9),
-                        }
-                        log(record)
-                        progress.set_postfix(loss=f"{record['loss']:.3f}", top1=f"{record['top1']:.3f}",
-                                             img_s=f"{record['images_per_s']:.0f}", lr=f"{lr:.3g}")
-                        window = {"loss": 0.0, "correct": 0.0, "images": 0.0, "steps": 0, "t0": time.perf_counter()}
-                    if step % settings.checkpoint_every == 0 or step == stop:
-                        save_checkpoint(step)
-                        saved_step = step
-                    if settings.eval_every and step % settings.eval_every == 0 and step != stop:
-                        last_eval = run_eval(step)
-                    if step >= stop:
-                        break
-            if start < stop or last_eval is None:
-                last_eval = run_eval(step)
-    finally:
-        progress.close()
-    return LoopResult(step, total, last_loss, last_eval, checkpoint_path, start, time.perf_counter() - started)
+        _prepare_out_dir(Path(settings.out_dir), settings.config, loop.metrics_path, start)
+    return loop.run(batches, start, stop)
 
 
 # ---- the supernet --------------------------------------------------------------------------
@@ -483,14 +559,11 @@ def _train_supernet(
             return {"paths": [vars(s) for s in scores], "mean_top1": sum(s.top1 for s in scores) / len(scores)}
 
     identity = {**cfg.to_dict(), "space_hash": space.hash}
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     settings = LoopSettings(
         out_dir=out_dir, recipe=cfg.recipe, seed=cfg.seed, identity=identity, workers=cfg.data.workers,
         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, eval_every=cfg.eval.every,
         extra={"space": space.to_dict(), "config": cfg.to_dict(), "bn_affine": supernet.bn_affine},
-        description="supernet",
+        description="supernet", config=cfg.to_dict(),
     )
     loop = train_network(supernet, splits.train, settings, sampler=sampler, evaluate=evaluate, ctx=ctx,
                          max_steps=max_steps, resume=resume)

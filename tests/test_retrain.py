@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,8 @@ from spos.arch import Arch
 from spos.config import load_train_config
 from spos.model_file import load_model
 from spos.retrain import retrain, searched_arch
-from tests.conftest import tiny_space_dict
+from spos.train import ExistingRun
+from tests.conftest import ROOT, tiny_space_dict
 
 
 @pytest.fixture
@@ -57,8 +63,15 @@ def test_interrupted_retrain_resumes_to_the_same_weights(tiny_config, tmp_path):
     straight = retrain(Arch.parse(ARCH), cfg, tmp_path / "a")
     partial = retrain(Arch.parse(ARCH), cfg, tmp_path / "b", max_steps=4)
     assert not partial.finished and partial.step == 4
-    with pytest.raises(ValueError, match="pass --resume"):
+    with pytest.raises(ExistingRun, match="already holds a training checkpoint") as err:
         retrain(Arch.parse(ARCH), cfg, tmp_path / "b")
+    assert err.value.hint == "resume"
+    # a refused resume (another recipe) writes nothing, config.yaml included
+    before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
+    other = load_train_config(tiny_config, overrides={"recipe.lr": 0.5})
+    with pytest.raises(ExistingRun, match="recipe.lr is 0.05 there, 0.5 now"):
+        retrain(Arch.parse(ARCH), other, tmp_path / "b", resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
     resumed = retrain(Arch.parse(ARCH), cfg, tmp_path / "b", resume=True)
     assert resumed.finished and resumed.resumed_from == 4
     a, b = load_model(straight.model).net.state_dict(), load_model(resumed.model).net.state_dict()
@@ -92,3 +105,50 @@ def test_retrain_command_json(tiny_config, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["step"] == 2 and printed["finished"] is False and printed["arch"] == ARCH
     assert Path(printed["model"]).is_file()
+
+
+def test_retrain_resume_after_sigkill_is_bit_identical(tmp_path):
+    """As `spos train`'s kill test: SIGKILL mid-run, a torn metrics line, --resume, the same model."""
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(tiny_space_dict(in_channels=1)))
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "space": "space.yaml", "data": {"dataset": "digits", "search_val_per_class": 5, "workers": 0},
+        "recipe": {"batch_size": 32, "steps": 40, "lr": 0.05, "warmup_steps": 4},
+        "eval": {"batch_size": 200}, "checkpoint_every": 4, "log_every": 2, "device": "cpu",
+    }))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+    def spos_retrain(out: str, *extra: str) -> subprocess.Popen:
+        args = ["retrain", "--arch", ARCH, "--config", str(config), "--out", str(tmp_path / out), "--json", *extra]
+        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(process: subprocess.Popen) -> dict:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+        return json.loads(out)
+
+    reference = spos_retrain("whole")
+    killed = spos_retrain("killed")
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    whole = finish(reference)
+    interrupted_at = torch.load(checkpoint, weights_only=True)["step"]
+    assert 0 < interrupted_at < 40, "the run finished before it could be killed; nothing was resumed"
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    with (tmp_path / "killed" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 99, "loss": 0.')  # what a kill mid-append leaves
+
+    resumed = finish(spos_retrain("killed", "--resume"))
+    assert resumed["step"] == whole["step"] == 40 and resumed["test_top1"] == whole["test_top1"]
+    a = load_model(tmp_path / "whole" / "model.pt").net.state_dict()
+    b = load_model(tmp_path / "killed" / "model.pt").net.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+             if "eval" not in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 40

@@ -16,7 +16,7 @@ import yaml
 
 from spos.checkpoint import load_checkpoint, load_supernet
 from spos.config import load_train_config
-from spos.train import TrainingDiverged, path_sampler, train_supernet
+from spos.train import ExistingRun, TrainingDiverged, _truncate_metrics, path_sampler, train_supernet
 from tests.conftest import ROOT, tiny_space_dict
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -136,13 +136,18 @@ def test_run_directory_contents_and_refusals(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["eval"]["mean_top1"] == pytest.approx(result.mean_path_top1)
 
-    with pytest.raises(ValueError, match="already holds a training checkpoint; pass --resume"):
+    config_text = (run / "config.yaml").read_bytes()
+    with pytest.raises(ExistingRun, match="already holds a training checkpoint$") as err:
         train_supernet(cfg, run)
+    assert err.value.hint == "resume"
     other = load_train_config(tiny_config(tmp_path / "cfg2", steps=4, lr=0.2))
-    with pytest.raises(ValueError, match=r"recipe.lr is 0.1 there, 0.2 now"):
+    with pytest.raises(ExistingRun, match=r"recipe.lr is 0.1 there, 0.2 now$") as err:
         train_supernet(other, run, resume=True)
-    with pytest.raises(ValueError, match=r"seed is 0 there, 5 now"):
+    assert err.value.hint == "other_out"
+    with pytest.raises(ExistingRun, match=r"seed is 0 there, 5 now"):
         train_supernet(cfg, run, resume=True, seed=5)
+    # a refused resume writes nothing: config.yaml still describes the run in the folder
+    assert (run / "config.yaml").read_bytes() == config_text
     # resuming a finished run changes nothing
     again = train_supernet(cfg, run, resume=True)
     assert again.step == 4 and again.resumed_from == 4
@@ -155,3 +160,56 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not (tmp_path / "run" / "supernet.pt").exists()
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+def test_resume_with_a_checkpoint_of_another_space_leaves_the_run_untouched(tmp_path):
+    cfg = load_train_config(tiny_config(tmp_path / "cfg", steps=2))
+    run = tmp_path / "run"
+    train_supernet(cfg, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    wider = tmp_path / "cfg2"
+    tiny_config(wider, steps=2)
+    (wider / "space.yaml").write_text(yaml.safe_dump(tiny_space_dict(head={"channels": 96, "bias": False})))
+    with pytest.raises(ExistingRun, match=r"different configuration: space_hash is '\w+' there, '\w+' now"):
+        train_supernet(load_train_config(wider / "train.yaml"), run, resume=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_cli_words_an_existing_run_with_its_flags(tmp_path, capsys):
+    from pipeline.cli import main
+
+    config = tiny_config(tmp_path / "cfg", steps=2)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "already holds a training checkpoint; pass --resume to continue it or choose another --out")
+    assert main(["train", "--config", str(config), "--out", str(run), "--resume", "--seed", "3"]) == 2
+    assert capsys.readouterr().err.strip().endswith("seed is 0 there, 3 now; use another --out directory, or the original config")
+
+
+def test_metrics_truncation_drops_a_torn_last_line_and_later_steps(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (2, 4, 6)] + [json.dumps({"step": 4, "eval": {}})]
+    path.write_text("\n".join(lines) + '\n{"step": 8, "lo')  # killed mid-append
+    _truncate_metrics(path, 4)
+    assert path.read_text() == "".join(lines[i] + "\n" for i in (0, 1, 3))
+    path.write_text(lines[0] + "\n{torn\n" + lines[1] + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not valid JSON"):  # damage, not a kill
+        _truncate_metrics(path, 4)
+
+
+def test_metrics_truncation_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    text = "".join(json.dumps({"step": s}) + "\n" for s in (2, 4, 6))
+    path.write_text(text)
+
+    def killed(*args):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr("spos.atomic.os.replace", killed)
+    with pytest.raises(OSError, match="killed before the rename"):
+        _truncate_metrics(path, 2)
+    assert path.read_text() == text  # the journal is whole, never half rewritten
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
