@@ -5,10 +5,14 @@ batches (training images) and the search-val batches are materialized in
 memory once, before the search, and reused. Scores are cached by arch, so
 no candidate is ever evaluated twice (across generations, strategies and
 budgets of one search, and across a resume).
+
+On a GPU the supernet and those batches move to the device once; each
+candidate's static copy is built there, so scoring moves no tensor.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -34,6 +38,12 @@ class EvaluationBatches:
     def num_images(self) -> int:
         return sum(len(x) for x in self.recalibration) + sum(len(y) for _, y in self.validation)
 
+    def to(self, device: torch.device) -> EvaluationBatches:
+        """The same batches on ``device`` (the tensors themselves where they already are there)."""
+        return EvaluationBatches(
+            [x.to(device) for x in self.recalibration], [(x.to(device), y.to(device)) for x, y in self.validation]
+        )
+
 
 def in_order(dataset: Dataset, batch_size: int) -> list[Batch]:
     """Every sample of ``dataset`` in index order, batched and held in memory."""
@@ -58,19 +68,27 @@ def evaluation_batches(
 
 
 class CandidateEvaluator:
-    """``arch -> top-1 accuracy`` of the supernet's path after BN recalibration."""
+    """``arch -> top-1 accuracy`` of the supernet's path after BN recalibration, on ``device``.
 
-    def __init__(self, supernet: Supernet, batches: EvaluationBatches) -> None:
+    The supernet is moved to ``device`` in place, and the batches copied there, once.
+    """
+
+    def __init__(self, supernet: Supernet, batches: EvaluationBatches, device: torch.device | str = "cpu") -> None:
         if not batches.recalibration:
             raise ValueError("BN recalibration needs at least one batch; got none")
-        self.supernet = supernet.eval()
-        self.batches = batches
+        self.device = torch.device(device)
+        self.supernet = supernet.to(self.device).eval()
+        self.batches = batches.to(self.device)
 
     @torch.no_grad()
     def __call__(self, arch: Arch) -> float:
         # A static copy per candidate: recalibration then never touches the
         # shared supernet statistics, and scoring runs plain convolutions.
-        net = self.supernet.subnet(arch)
+        # Built on the device (weights copied device to device, no round trip
+        # through host memory); on the CPU the plain path, exactly as before.
+        on_device = self.device if self.device.type != "cpu" else contextlib.nullcontext()
+        with on_device:
+            net = self.supernet.subnet(arch)
         recalibrate_bn(net, self.batches.recalibration)
         return top1_accuracy(net, self.batches.validation)
 

@@ -343,6 +343,9 @@ class SearchCheckpoint:
             yield record
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class EvaluationSettings:
     """How every candidate is scored: BN recalibrated on ``recal_batches`` fixed
@@ -351,11 +354,14 @@ class EvaluationSettings:
     recal_batches: int = 20
     batch_size: int = 128
     recal_seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, else CPU
 
     def __post_init__(self) -> None:
         for name in ("recal_batches", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"evaluation device {self.device!r}: expected one of {', '.join(DEVICES)}")
 
 
 def search_supernet(
@@ -376,13 +382,16 @@ def search_supernet(
 
     The entry point of ``spos search`` and of the pipeline's search stage;
     result.json records the supernet file's hash, the data and the
-    evaluation settings, and a resumed search must match them.
+    evaluation settings (with the device scores were computed on: CUDA
+    when present for ``auto``), and a resumed search must match them.
     """
     from spos.data import load_data
+    from spos.distributed import pick_device
     from spos.evaluate import CandidateEvaluator, evaluation_batches
     from spos.hashing import file_sha256
 
     check_budgets(loaded.space, budgets, settings.sample_tries, seed)  # before any data is read
+    device = pick_device(evaluation.device)
     data = data or loaded.config.data
     batches = evaluation_batches(load_data(data), evaluation.recal_batches, evaluation.batch_size,
                                  evaluation.recal_seed)
@@ -393,10 +402,12 @@ def search_supernet(
             "recal_batches": evaluation.recal_batches, "batch_size": evaluation.batch_size,
             "recal_seed": evaluation.recal_seed,
             "search_val_images": sum(len(y) for _, y in batches.validation),
+            # Kernels differ between devices, so scores may too: a resume must score where the search began.
+            "device": device.type,
         },
     }
     return run_search(
-        loaded.space, CandidateEvaluator(loaded.supernet, batches), budgets, out_dir,
+        loaded.space, CandidateEvaluator(loaded.supernet, batches, device), budgets, out_dir,
         strategies=strategies, settings=settings, seed=seed, resume=resume, identity=identity, progress=progress,
     )
 

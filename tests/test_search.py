@@ -169,6 +169,8 @@ def test_cli_search_killed_and_resumed_gives_the_same_result(tiny_supernet, tmp_
     assert printed == json.loads((tmp_path / "full" / "result.json").read_text())
     assert printed["best"]["flops"] <= 1.2e6 and printed["identity"]["data"]["dataset"] == "digits"
     assert (tmp_path / "full" / "search.png").is_file() and (tmp_path / "full" / "pareto.png").is_file()
+    # --device auto: the GPU when there is one
+    assert printed["identity"]["evaluation"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
     cut = spos_search("--supernet", str(tiny_supernet), "--out", str(tmp_path / "cut"), *CLI_ARGS)
     checkpoint = tmp_path / "cut" / "checkpoint.json"
@@ -265,3 +267,102 @@ def test_cli_latency_budget_from_a_lut(tiny_supernet, tmp_path, capsys):
         row = json.loads(line)
         assert row["latency_ms"]["toy-cpu"] == pytest.approx(predictor(Arch.parse(row["arch"])))
         assert row["latency_ms"]["toy-cpu"] <= limit
+
+
+# ---- where candidates are scored -------------------------------------------------------------
+
+
+def toy_evaluation_batches(space, seed: int = 0):
+    from spos.evaluate import EvaluationBatches
+
+    g = torch.Generator().manual_seed(seed)
+    shape = (16, space.in_channels, space.input_size, space.input_size)
+    recal = [torch.randn(shape, generator=g) for _ in range(2)]
+    validation = [(torch.randn(shape, generator=g), torch.randint(0, space.num_classes, (16,), generator=g))
+                  for _ in range(3)]
+    return EvaluationBatches(recal, validation)
+
+
+def test_device_resolution(monkeypatch):
+    from spos.distributed import pick_device
+    from spos.search import EvaluationSettings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'cuda' requested but CUDA is not available"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("auto") == pick_device("cuda") == torch.device("cuda", 0)
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"evaluation device 'gpu': expected one of auto, cpu, cuda"):
+        EvaluationSettings(device="gpu")
+
+
+def test_cpu_evaluator_scores_as_subnet_recalibrate_top1(tiny_space):
+    """The CPU path is the plain one: same score as doing the steps by hand, batches not copied."""
+    from spos.bn import recalibrate_bn, top1_accuracy
+    from spos.evaluate import CandidateEvaluator
+    from spos.supernet import Supernet
+
+    torch.manual_seed(0)
+    supernet = Supernet(tiny_space)
+    batches = toy_evaluation_batches(tiny_space)
+    evaluator = CandidateEvaluator(supernet, batches, "cpu")
+    assert evaluator.batches.recalibration[0] is batches.recalibration[0]
+    for seed in range(3):
+        arch = sample_uniform(tiny_space, random.Random(seed))
+        net = supernet.subnet(arch)
+        recalibrate_bn(net, batches.recalibration)
+        assert evaluator(arch) == top1_accuracy(net, batches.validation)
+
+
+def test_cli_cuda_without_cuda_is_a_one_line_error(tiny_supernet, tmp_path, capsys, monkeypatch):
+    from pipeline.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "s"
+    assert main(["search", "--supernet", str(tiny_supernet), "--out", str(out), "--device", "cuda",
+                 "--max-flops", "1.2M", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "'cuda' requested but CUDA is not available" in err, err
+    assert not out.exists()  # refused before any work
+
+
+def test_corrupt_checkpoint_is_refused_on_resume(cifar_space, tmp_path):
+    (tmp_path / "checkpoint.json").write_text('{"format": ')
+    budgets = build_budgets(cifar_space, max_flops=[25e6])
+    with pytest.raises(ValueError, match=r"checkpoint\.json: not valid JSON .*; delete it to start over"):
+        run_search(cifar_space, CountingScorer(cifar_space), budgets, tmp_path, settings=SETTINGS, resume=True,
+                   progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_evaluator_scores_on_the_gpu_like_the_cpu(tiny_space, monkeypatch):
+    import spos.evaluate
+    from spos.evaluate import CandidateEvaluator
+    from spos.supernet import Supernet
+
+    torch.manual_seed(0)
+    supernet = Supernet(tiny_space)
+    batches = toy_evaluation_batches(tiny_space)
+    archs = [sample_uniform(tiny_space, random.Random(seed)) for seed in range(4)]
+    on_cpu = [CandidateEvaluator(supernet, batches, "cpu")(a) for a in archs]
+
+    seen = []
+    real_recalibrate = spos.evaluate.recalibrate_bn
+
+    def recalibrate(net, recal_batches):  # what each candidate is scored with: all on the GPU already
+        seen.append({p.device.type for p in net.state_dict().values()} | {x.device.type for x in recal_batches})
+        return real_recalibrate(net, recal_batches)
+
+    monkeypatch.setattr(spos.evaluate, "recalibrate_bn", recalibrate)
+    evaluator = CandidateEvaluator(supernet, batches, "cuda")
+    assert next(supernet.parameters()).is_cuda  # moved once, in place
+    assert all(y.is_cuda for _, y in evaluator.batches.validation)
+    on_gpu = [evaluator(a) for a in archs]
+    assert seen == [{"cuda"}] * len(archs)
+    images = sum(len(y) for _, y in batches.validation)
+    # Other kernels, other rounding: at most a near-tie flips.
+    assert all(abs(c - g) <= 2 / images for c, g in zip(on_cpu, on_gpu)), (on_cpu, on_gpu)

@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="which training images recalibrate BN (default 0; the same for every candidate)")
     p.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 on a busy machine)")
+    # Spelled out rather than spos.search.DEVICES: registering a command imports no torch.
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where candidates are scored: auto (CUDA when present, else CPU), cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue the search in --out from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print result.json's content")
@@ -105,7 +108,7 @@ def search(args: argparse.Namespace) -> int:
     for name in ("recal_batches", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    evaluation = EvaluationSettings(args.recal_batches, args.batch_size, args.recal_seed)
+    evaluation = EvaluationSettings(args.recal_batches, args.batch_size, args.recal_seed, args.device)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
