@@ -31,9 +31,11 @@ class DynamicConv2d(nn.Conv2d):
 class DynamicBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the first ``x.shape[1]`` channels of its statistics.
 
-    Mirrors ``nn.BatchNorm2d`` (including ``momentum=None``: an exact
-    cumulative average, used for BN recalibration); the sliced running
-    statistics are views, so updates land in the full buffers.
+    Mirrors ``nn.BatchNorm2d`` (including ``momentum=None``: a cumulative
+    average); the sliced running statistics are views, so updates land in
+    the full buffers. BN recalibration (`spos.bn.recalibrate_bn`) replaces
+    the first ``c`` of them with the exact pooled mean and variance of the
+    inputs, and leaves the channels this path did not use at their reset values.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]

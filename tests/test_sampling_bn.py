@@ -8,9 +8,11 @@ from collections import Counter
 import pytest
 import torch
 
+from spos.arch import Arch
 from spos.bn import recalibrate_bn, top1_accuracy
 from spos.checkpoint import load_checkpoint, save_atomic
 from spos.cost import CostModel
+from spos.dynamic import DynamicBatchNorm2d
 from spos.sampling import SamplingError, sample_uniform, sample_until
 from spos.supernet import Supernet
 
@@ -36,19 +38,80 @@ def test_sample_until_is_bounded(cifar_space):
         sample_until(cifar_space, random.Random(0), lambda a: costs(a).flops < 1, 50, what="FLOPs < 1")
 
 
-def test_recalibration_gives_exact_batch_statistics(tiny_space):
+def test_recalibration_restores_the_supernets_momenta(tiny_space):
     supernet = Supernet(tiny_space)
     arch = sample_uniform(tiny_space, random.Random(0))
+    bns = [m for m in supernet.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for i, bn in enumerate(bns):  # distinct, non-default momenta: a reset to 0.1 or None would show
+        bn.momentum = 0.01 * (i + 1)
     batches = [torch.randn(4, 3, 16, 16) for _ in range(3)]
     assert recalibrate_bn(supernet, batches, forward=lambda x: supernet(x, arch)) == 3
-    net = supernet.subnet(arch)
-    stem_bn = net.stem.bn
-    stem_out = torch.cat([net.stem.conv(b) for b in batches])
-    # exact mean over all images (equal batch sizes: mean of batch means)
-    torch.testing.assert_close(stem_bn.running_mean, stem_out.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
-    assert not supernet.training and stem_bn.momentum == 0.1
+    assert [bn.momentum for bn in bns] == [0.01 * (i + 1) for i in range(len(bns))]
+    assert not supernet.training and not any(bn.training for bn in bns)
+    # the static subnet carries the recalibrated statistics of its path
+    torch.testing.assert_close(supernet.subnet(arch).stem.bn.running_var, supernet.stem.bn.running_var)
     with pytest.raises(ValueError, match="no batches"):
-        recalibrate_bn(net, [])
+        recalibrate_bn(supernet.subnet(arch), [])
+
+
+def captured_inputs(bns) -> tuple[dict, list]:
+    """Every input each BN sees, for the reference statistics."""
+    seen = {bn: [] for bn in bns}
+    hooks = [bn.register_forward_pre_hook(lambda m, args: seen[m].append(args[0].detach().clone())) for bn in bns]
+    return seen, hooks
+
+
+def pooled_reference(inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased variance per channel of all inputs concatenated."""
+    x = torch.cat(inputs).double().transpose(0, 1).reshape(inputs[0].shape[1], -1)
+    return x.mean(1), x.var(1, unbiased=True)
+
+
+def uneven_batches() -> list[torch.Tensor]:
+    # Uneven sizes and shifted means: the average of per-batch variances is far off here.
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(n, 3, 16, 16, generator=g) * s + m for n, s, m in ((2, 1.0, 0.0), (7, 2.0, 3.0), (3, 0.5, -2.0))]
+
+
+def test_recalibration_gives_the_exact_pooled_variance_of_static_bns():
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3), torch.nn.BatchNorm2d(6), torch.nn.ReLU(), torch.nn.Conv2d(6, 5, 1),
+        torch.nn.BatchNorm2d(5),
+    )
+    bns = [net[1], net[4]]
+    seen, hooks = captured_inputs(bns)
+    recalibrate_bn(net, uneven_batches())
+    for hook in hooks:
+        hook.remove()
+    for bn in bns:
+        mean, var = pooled_reference(seen[bn])
+        torch.testing.assert_close(bn.running_mean.double(), mean, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bn.running_var.double(), var, rtol=1e-5, atol=1e-5)
+    per_batch = torch.stack([x.double().transpose(0, 1).reshape(6, -1).var(1) for x in seen[net[1]]]).mean(0)
+    assert not torch.allclose(per_batch, pooled_reference(seen[net[1]])[1], rtol=1e-2)  # the old, wrong answer
+
+
+def test_recalibration_gives_the_exact_pooled_variance_of_sliced_bns(tiny_space):
+    supernet = Supernet(tiny_space)
+    arch = sample_uniform(tiny_space, random.Random(3))
+    arch = Arch(arch.ops, (0,) * len(arch.ops))  # multiplier 0.5: slicing BNs use a prefix of their channels
+    bns = [m for m in supernet.modules() if isinstance(m, DynamicBatchNorm2d)]
+    seen, hooks = captured_inputs(bns)
+    recalibrate_bn(supernet, uneven_batches(), forward=lambda x: supernet(x, arch))
+    for hook in hooks:
+        hook.remove()
+    sliced = [bn for bn in bns if seen[bn] and seen[bn][0].shape[1] < bn.num_features]
+    assert sliced, "the arch should use a channel prefix somewhere"
+    for bn in (b for b in bns if seen[b]):
+        c = seen[bn][0].shape[1]
+        mean, var = pooled_reference(seen[bn])
+        torch.testing.assert_close(bn.running_mean[:c].double(), mean, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bn.running_var[:c].double(), var, rtol=1e-5, atol=1e-5)
+        # channels this path does not use keep their reset values
+        assert torch.equal(bn.running_mean[c:], torch.zeros(bn.num_features - c))
+        assert torch.equal(bn.running_var[c:], torch.ones(bn.num_features - c))
+    untouched = [bn for bn in bns if not seen[bn]]
+    assert all(torch.equal(bn.running_var, torch.ones(bn.num_features)) for bn in untouched)
 
 
 def test_top1_accuracy():
