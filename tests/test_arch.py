@@ -9,6 +9,8 @@ import pytest
 
 from spos.arch import Arch
 from spos.sampling import sample_uniform
+from spos.space import SearchSpace
+from tests.conftest import tiny_space_dict
 
 PUBLISHED = "2,1,0,1,2,0,2,0,2,0,2,3,0,0,0,0,3,2,3,3"
 
@@ -43,11 +45,26 @@ def test_load_from_file(tmp_path, cifar_space):
         Arch.load(tmp_path / "missing.json")
 
 
-def test_skip_channel_choice_is_canonical(proxyless_cifar_space):
-    # Skip has no width, so any channel choice names the same network.
-    space = proxyless_cifar_space
-    arch = sample_uniform(space, random.Random(0))
-    assert arch.channels is None
+def test_skip_channel_choice_is_canonical():
+    # Skip (and MBConv e1) has no width, so any channel choice names the same network:
+    # validation gives it the default index, and keeps every other block's choice.
+    space = SearchSpace.from_dict(tiny_space_dict(
+        stages=[{"channels": 16, "repeats": 1, "stride": 2}, {"channels": 16, "repeats": 2, "stride": 1}],
+        ops=["mbconv_k3_e3", "mbconv_k3_e1", "skip"], channel_multipliers=[0.5, 1.0, 1.5], default_multiplier=1.0,
+    ), "tiny-skip")
+    default = space.default_channel
+    assert default == 1
+    arch = Arch((0, 2, 1), (2, 0, 2)).validated(space)
+    assert arch == Arch((0, 2, 1), (2, default, default))
+    assert str(arch) == "0:2,2:1,1:1"
+    other = Arch((0, 2, 1), (2, 2, 0)).validated(space)
+    assert other == arch and hash(other) == hash(arch) and str(other) == str(arch)
+    assert Arch((0, 2, 1), (0, 0, 0)).validated(space) != arch  # a searched width still counts
+    assert Arch((0, 2, 1)).validated(space) == Arch((0, 2, 1), (default,) * 3)  # ops only: default widths
+    for seed in range(20):  # sampling yields canonical archs
+        sampled = sample_uniform(space, random.Random(seed))
+        assert sampled.validated(space) == sampled
+        assert all(c == default for o, c in zip(sampled.ops, sampled.channels) if o != 0)
 
 
 @pytest.mark.parametrize(

@@ -46,8 +46,15 @@ def test_augmentation_depends_on_seed_epoch_and_index_only():
         set_epoch(splits.train, epoch)
         changed.append(not torch.equal(splits.train[3][0], first))
     assert any(changed)
-    # search-val and test are never augmented
-    assert torch.equal(splits.search_val[0][0], splits.search_val[0][0])
+    # search-val and test are never augmented: another augmentation seed and epoch give the same
+    # images, while the training images do change with them
+    other = load_data(DataConfig("digits", input_size=16, in_channels=1, search_val_per_class=5), seed=1)
+    for split in (other.train, other.search_val, other.test):
+        set_epoch(split, 4)
+    assert not torch.equal(other.train[3][0], first)
+    assert other.search_val.indices == splits.search_val.indices
+    assert torch.equal(other.search_val[0][0], splits.search_val[0][0])
+    assert torch.equal(other.test[0][0], splits.test[0][0])
 
 
 def test_fixed_batches_are_deterministic():
