@@ -14,9 +14,10 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch  # only `time_cuda` needs it: the CLI reads TimingSettings' defaults without loading torch
 
 
 STATISTICS = ("median", "min")
@@ -125,6 +126,8 @@ def time_cpu(run: Callable[[], Any], settings: TimingSettings) -> Timing:
 
 def time_cuda(run: Callable[[], Any], stream: torch.cuda.Stream, settings: TimingSettings) -> Timing:
     """Time GPU work that ``run`` enqueues on ``stream`` with CUDA events on that stream."""
+    import torch  # noqa: PLC0415 (see the module's imports)
+
     warm_start = time.perf_counter()
     warm_runs = 0
     while warm_runs < 2 or time.perf_counter() - warm_start < settings.warmup_s:

@@ -11,12 +11,12 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
-from torch import nn
-
-from latency.device import check_device, usable_cores
 from latency.timing import Timing, TimingSettings
+
+if TYPE_CHECKING:
+    from torch import nn
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
@@ -37,6 +37,8 @@ class BackendConfig:
     def __post_init__(self) -> None:
         if self.name not in BACKENDS:
             raise ValueError(f"unknown backend {self.name!r}; expected one of: {', '.join(BACKENDS)}")
+        from latency.device import check_device, usable_cores  # noqa: PLC0415 (torch: not at CLI start)
+
         check_device(self.device)
         if self.batch < 1:
             raise ValueError(f"batch must be at least 1, got {self.batch}")

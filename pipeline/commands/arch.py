@@ -7,9 +7,7 @@ import random
 
 from pipeline.output import human_count, print_json
 from spos.arch import Arch
-from spos.cost import CostModel
-from spos.sampling import sample_uniform
-from spos.space import SearchSpace
+# spos modules are imported by the handlers: the `spos` parser imports every command module (fast --help).
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def arch_info(args: argparse.Namespace) -> int:
+    from spos.cost import CostModel
+    from spos.space import SearchSpace
+
     space = SearchSpace.from_yaml(args.space)
     arch = Arch.load(args.arch).validated(space)
     cost = CostModel(space)(arch)
@@ -59,6 +60,9 @@ def arch_info(args: argparse.Namespace) -> int:
 
 
 def arch_sample(args: argparse.Namespace) -> int:
+    from spos.sampling import sample_uniform
+    from spos.space import SearchSpace
+
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     space = SearchSpace.from_yaml(args.space)

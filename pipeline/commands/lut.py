@@ -6,11 +6,9 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from latency.lut import Lut
-from latency.predictor import LatencyPredictor
-from latency.validate import default_plot_path, validate_lut
 from pipeline.output import print_json
-from spos.arch import Arch
+
+# The latency modules (numpy, scipy, torch) are imported by the handlers: registering a command stays cheap.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def lut_show(args: argparse.Namespace) -> int:
+    from latency.lut import Lut
+    from latency.predictor import LatencyPredictor
+
     lut = Lut.load(args.lut)
     if args.json:
         data = lut.to_dict()
@@ -85,6 +86,10 @@ def lut_show(args: argparse.Namespace) -> int:
 
 
 def lut_predict(args: argparse.Namespace) -> int:
+    from latency.lut import Lut
+    from latency.predictor import LatencyPredictor
+    from spos.arch import Arch
+
     lut = Lut.load(args.lut)
     space = lut.search_space()
     arch = Arch.load(args.arch).validated(space)
@@ -97,6 +102,8 @@ def lut_predict(args: argparse.Namespace) -> int:
 
 
 def lut_validate(args: argparse.Namespace) -> int:
+    from latency.validate import default_plot_path, validate_lut
+
     plot = args.plot or default_plot_path(Path(args.lut))
     report = validate_lut(args.lut, args.num_archs, seed=args.seed, plot_path=plot)
     if args.json:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from latency.backends import BACKENDS, PRECISIONS, BackendConfig
-from latency.profile import DEFAULT_CALIBRATION_ARCHS, profile_space
 from latency.timing import STATISTICS, TimingSettings
 from pipeline.output import print_json
-from spos.space import SearchSpace
+
+# latency.profile.DEFAULT_CALIBRATION_ARCHS, spelled out: that module loads torch, and registering a
+# command must not (fast `spos --help`). tests/test_cli_startup.py keeps the two equal.
+DEFAULT_CALIBRATION_ARCHS = 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def profile(args: argparse.Namespace) -> int:
+    from latency.profile import profile_space
+    from spos.space import SearchSpace
+
     space = SearchSpace.from_yaml(args.space)
     timing = TimingSettings(min_time_s=args.min_time, max_cv=args.max_cv, statistic=args.statistic)
     config = BackendConfig(args.backend, args.device, args.provider, args.batch, args.precision, args.threads, timing)

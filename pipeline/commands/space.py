@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from typing import TYPE_CHECKING
+
 from pipeline.output import human_count, print_json
-from spos.cost import CostModel
-from spos.space import SearchSpace
+
+if TYPE_CHECKING:
+    from spos.space import SearchSpace
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def space_summary(space: SearchSpace) -> dict:
+    # spos modules are imported on use: the `spos` parser imports every command module (fast --help).
+    from spos.cost import CostModel
+
     costs = CostModel(space)
     cheapest, largest = costs.cheapest(), costs.largest()
     return {
@@ -37,6 +43,8 @@ def space_summary(space: SearchSpace) -> dict:
 
 
 def show_space(args: argparse.Namespace) -> int:
+    from spos.space import SearchSpace
+
     space = SearchSpace.from_yaml(args.space)
     summary = space_summary(space)
     if args.json:
