@@ -83,7 +83,7 @@ def train_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
 
 
 def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
-    from latency.predictor import LatencyPredictor
+    from latency.budget import lut_predictor, lut_source
     from spos.checkpoint import load_supernet
     from spos.evolution import EvolutionSettings
     from spos.search import EvaluationSettings, LatencyBound, build_budgets, search_supernet
@@ -93,8 +93,10 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
     space = loaded.space
     latency = []
     if device.latency_ms or device.latency_fraction:
-        predictor = LatencyPredictor.from_file(ctx.input(f"profile/{device.name}", "lut"), space)
-        latency = [LatencyBound(device.name, predictor, budget_ms(device, predictor))]
+        # The budget is for this device at its batch: a LUT of another batch is refused here.
+        lut = ctx.input(f"profile/{device.name}", "lut")
+        predictor = lut_predictor(lut, space, batch=device.batch)
+        latency = [LatencyBound(device.name, predictor, budget_ms(device, predictor), lut_source(lut, predictor.lut))]
     budgets = build_budgets(
         space,
         max_flops=[device.max_flops] if device.max_flops else [],
@@ -102,7 +104,8 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
         latency=latency,
     )
     search = p.cfg.search
-    evaluation = EvaluationSettings(search.recalibration_batches, search.batch_size, recal_seed=p.cfg.seed)
+    evaluation = EvaluationSettings(search.recalibration_batches, search.batch_size, recal_seed=p.cfg.seed,
+                                    device="auto")
     outcome = search_supernet(loaded, supernet_path, budgets, ctx.stage_dir, evaluation=evaluation,
                     strategies=search.strategies, settings=EvolutionSettings(**(search.settings or {})),
                     seed=p.cfg.seed, resume=ctx.resume)

@@ -42,6 +42,9 @@ class Constraint:
     unit: str = ""  # "" for counts, "ms" for latency
     reachable_min: float | None = None  # exact, or None when unknown
     reachable_max: float | None = None
+    # Where ``measure``'s numbers come from, e.g. a latency LUT's file and measurement
+    # conditions: a budget in ms means nothing without them.
+    source: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("upper", "lower"):
@@ -88,7 +91,7 @@ class Constraint:
         return ",".join(parts).replace(" ", "")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "metric": self.metric,
             "lower": self.lower,
             "upper": self.upper,
@@ -96,6 +99,9 @@ class Constraint:
             "reachable_min": self.reachable_min,
             "reachable_max": self.reachable_max,
         }
+        if self.source is not None:
+            data["source"] = dict(self.source)
+        return data
 
 
 @dataclass(frozen=True)
@@ -148,9 +154,13 @@ def params_constraint(costs: CostModel, upper: float | None = None, lower: float
 
 
 def latency_constraint(
-    name: str, predictor: Callable[[Arch], float], upper: float | None = None, lower: float | None = None
+    name: str,
+    predictor: Callable[[Arch], float],
+    upper: float | None = None,
+    lower: float | None = None,
+    source: dict[str, Any] | None = None,
 ) -> Constraint:
-    """Predicted-latency bound (ms) through an injected predictor ``arch -> ms``.
+    """Predicted-latency bound (ms) through an injected predictor ``arch -> ms`` (made from ``source``).
 
     The reachable range is exact when the predictor implements `ReachableRange`
     (e.g. a LUT predictor: per-block minima, since blocks are independent);
@@ -160,7 +170,7 @@ def latency_constraint(
     reachable_min = reachable_max = None
     if isinstance(predictor, ReachableRange):
         reachable_min, reachable_max = float(predictor.min_ms()), float(predictor.max_ms())
-    return Constraint(f"latency:{name}", predictor, upper, lower, "ms", reachable_min, reachable_max)
+    return Constraint(f"latency:{name}", predictor, upper, lower, "ms", reachable_min, reachable_max, source)
 
 
 def describe_reachable(constraints: Constraints) -> str:

@@ -79,6 +79,7 @@ class LatencyBound:
     name: str  # e.g. the LUT file's stem
     predictor: Callable[[Arch], float]
     max_ms: tuple[float, ...]
+    source: dict[str, Any] | None = None  # the LUT's file and measurement conditions (`latency.budget.lut_source`)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def build_budgets(
     for bound in latency:
         if not bound.max_ms:
             raise ValueError(f"latency bound {bound.name!r} has no value; expected NAME=MS")
-        sweeps.append((f"--max-latency {bound.name}", [latency_constraint(bound.name, bound.predictor, ms) for ms in bound.max_ms]))
+        items = [latency_constraint(bound.name, bound.predictor, ms, source=bound.source) for ms in bound.max_ms]
+        sweeps.append((f"--max-latency {bound.name}", items))
     swept = [name for name, items in sweeps if len(items) > 1]
     if len(swept) > 1:
         raise ValueError(f"several bounds list several values ({', '.join(swept)}); expected at most one swept bound")

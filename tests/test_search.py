@@ -217,7 +217,7 @@ def test_cli_bad_budgets_exit_2_with_one_line(tiny_supernet, tmp_path, capsys, a
     assert not (tmp_path / "s").exists()  # failed before any work
 
 
-def synthetic_lut(space, path: Path) -> Path:
+def synthetic_lut(space, path: Path, batch: int = 1) -> Path:
     """A LUT whose block latencies are proportional to FLOPs (1 ms per 10M MACs), calibrated as identity + 0.5 ms."""
     from latency.calibration import Calibration
     from latency.lut import Lut, LutMeta
@@ -231,7 +231,7 @@ def synthetic_lut(space, path: Path) -> Path:
     entries = {sig.key: timing(block_cost(sig).flops) for sig in unique_signatures(space)}
     entries[stem_signature(space).key] = timing(stem_cost(stem_signature(space)).flops)
     entries[head_signature(space).key] = timing(head_cost(head_signature(space)).flops)
-    meta = LutMeta(space.name, space.hash, space.input_size, 1, "torch", torch.__version__, None, "fp32", 1,
+    meta = LutMeta(space.name, space.hash, space.input_size, batch, "torch", torch.__version__, None, "fp32", 1,
                    {"name": "toy-cpu"}, TimingSettings())
     return Lut(meta, space.to_dict(), entries, {}, Calibration("total", (1.0,), 0.5, 10, 0.0, 0.0)).save(path)
 
@@ -263,6 +263,11 @@ def test_cli_latency_budget_from_a_lut(tiny_supernet, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "s"), *args]) == 0
     result = json.loads((tmp_path / "s" / "result.json").read_text())
     assert result["best"]["latency_ms"]["toy-cpu"] <= limit
+    # which table the budget's milliseconds come from, in result.json and in the summary
+    (latency,) = [c for c in result["budgets"][0]["constraints"] if c["metric"] == "latency:toy-cpu"]
+    assert latency["source"] == {"file": str(lut), "device": "toy-cpu", "backend": "torch", "provider": None,
+                                 "batch": 1, "precision": "fp32", "statistic": "median"}
+    assert f"latency:toy-cpu from {lut} (device toy-cpu, torch, batch 1, fp32, median)" in capsys.readouterr().out
     for line in (tmp_path / "s" / "history.jsonl").read_text().splitlines():
         row = json.loads(line)
         assert row["latency_ms"]["toy-cpu"] == pytest.approx(predictor(Arch.parse(row["arch"])))
@@ -366,3 +371,48 @@ def test_cuda_evaluator_scores_on_the_gpu_like_the_cpu(tiny_space, monkeypatch):
     images = sum(len(y) for _, y in batches.validation)
     # Other kernels, other rounding: at most a near-tie flips.
     assert all(abs(c - g) <= 2 / images for c, g in zip(on_cpu, on_gpu)), (on_cpu, on_gpu)
+
+
+def test_cli_latency_lut_of_any_batch_but_not_of_another_space(tiny_supernet, tmp_path, capsys, cifar_space):
+    from pipeline.cli import main
+    from spos.checkpoint import load_supernet
+
+    space = load_supernet(tiny_supernet).space
+    batch8 = synthetic_lut(space, tmp_path / "gpu-b8.json", batch=8)
+    base = ["search", "--supernet", str(tiny_supernet), "--no-progress", "--recal-batches", "1", "--batch-size", "32",
+            "--threads", "1", "--population", "4", "--generations", "1", "--topk", "2", "--json"]
+    assert main([*base, "--out", str(tmp_path / "s"), "--max-latency", f"{batch8}=1000"]) == 0
+    assert json.loads(capsys.readouterr().out)["budgets"][0]["constraints"][0]["source"]["batch"] == 8
+
+    other = synthetic_lut(cifar_space, tmp_path / "cifar.json")
+    assert main([*base, "--out", str(tmp_path / "x"), "--max-latency", f"{other}=1000"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{other}: LUT does not fit: field 'input_size' is 32 in the LUT but 16 is needed" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_lut_predictor_refuses_another_batch_only_when_one_is_expected(tiny_space, tmp_path):
+    from latency.budget import lut_predictor
+
+    lut = synthetic_lut(tiny_space, tmp_path / "b4.json", batch=4)
+    assert lut_predictor(lut, tiny_space).lut.meta.batch == 4
+    assert lut_predictor(lut, tiny_space, batch=4).lut.meta.batch == 4
+    with pytest.raises(ValueError, match=r"b4\.json: LUT does not fit: field 'batch' is 4 in the LUT but 1 is needed"):
+        lut_predictor(lut, tiny_space, batch=1)
+
+
+def test_pipeline_search_stage_refuses_a_lut_of_another_batch(tiny_supernet, tmp_path):
+    """Where the pipeline binds a device's latency budget to its profile's LUT, that LUT's batch must be the device's."""
+    from pipeline.config import DeviceTarget
+    from pipeline.run import StageContext
+    from pipeline.stages import search_stage
+    from spos.checkpoint import load_supernet
+
+    lut = synthetic_lut(load_supernet(tiny_supernet).space, tmp_path / "lut.json", batch=1)
+    device = DeviceTarget("gpu", "torch", batch=32, latency_ms=(5.0,))
+    ctx = StageContext("search/gpu", tmp_path / "search", False,
+                       {"train": {"supernet": tiny_supernet}, "profile/gpu": {"lut": lut}})
+    # No pipeline config: the refusal comes before the search settings are read.
+    with pytest.raises(ValueError, match="field 'batch' is 1 in the LUT but 32 is needed"):
+        search_stage(None, device, ctx)

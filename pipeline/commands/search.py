@@ -72,7 +72,7 @@ def _one_count(text: str | None, option: str) -> float | None:
 
 
 def _latency_bounds(specs: list[str], space) -> list[LatencyBound]:
-    from latency.predictor import LatencyPredictor
+    from latency.budget import lut_predictor, lut_source
     from spos.search import LatencyBound
 
     bounds, names = [], set()
@@ -88,7 +88,9 @@ def _latency_bounds(specs: list[str], space) -> list[LatencyBound]:
         if name in names:
             raise ValueError(f"--max-latency: two LUTs are named {name!r}; expected distinct file names")
         names.add(name)
-        bounds.append(LatencyBound(name, LatencyPredictor.from_file(path, space), values))
+        # Any device, batch or precision: the LUT's conditions go into result.json with the budget.
+        predictor = lut_predictor(path, space)
+        bounds.append(LatencyBound(name, predictor, values, lut_source(path, predictor.lut)))
     return bounds
 
 
@@ -138,10 +140,20 @@ def search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe_source(source: dict) -> str:
+    """One LUT's provenance: ``cpu.json (device Xeon, onnxruntime/CPUExecutionProvider, batch 1, fp32, median)``."""
+    backend = source["backend"] + (f"/{source['provider']}" if source.get("provider") else "")
+    return (f"{source['file']} (device {source['device']}, {backend}, batch {source['batch']}, "
+            f"{source['precision']}, {source['statistic']})")
+
+
 def _print_summary(outcome: SearchOutcome) -> None:
     for entry in outcome.result["budgets"]:
         best = entry["best"]
         print(f"budget   {entry['label']}")
+        for constraint in entry["constraints"]:
+            if "source" in constraint:
+                print(f"  {constraint['metric']} from {_describe_source(constraint['source'])}")
         print(f"  best   {best['arch']}")
         latency = "".join(f", {k} {v:.3f} ms" for k, v in best.get("latency_ms", {}).items())
         print(f"         top-1 {100 * best['accuracy']:.2f}% (search-val), {human_count(best['flops'])} FLOPs, "
