@@ -93,7 +93,7 @@ def initial_network(space: SearchSpace, arch: Arch, seed: int, init_from_superne
     loaded = load_supernet(init_from_supernet)
     if loaded.space.hash != space.hash:
         raise ValueError(
-            f"--init-from-supernet {init_from_supernet}: supernet space {loaded.space.name!r} "
+            f"init_from_supernet {init_from_supernet}: supernet space {loaded.space.name!r} "
             f"(hash {loaded.space.hash}) differs from the config's space {space.name!r} (hash {space.hash})"
         )
     return loaded.supernet.subnet(arch)
@@ -121,7 +121,7 @@ def retrain(
     arch = arch.validated(space)
     init_path = Path(init_from_supernet) if init_from_supernet is not None else None
     if init_path is not None and not init_path.is_file():
-        raise FileNotFoundError(f"--init-from-supernet: supernet checkpoint not found: {init_path}")
+        raise FileNotFoundError(f"init_from_supernet: supernet checkpoint not found: {init_path}")
     splits = load_data(cfg.data, seed=cfg.seed)
     if splits.num_classes != space.num_classes:
         raise ValueError(
