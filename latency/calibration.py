@@ -12,6 +12,11 @@ as MAPE is what is reported):
 
 The one with the lower leave-one-out error is kept (the stage model only
 when it beats the total model clearly, since it has more parameters).
+Slopes must be positive (a slower block cannot make a network faster; the
+LUT loader refuses anything else): a stage model with a non-positive slope
+is not considered, and when the total model's slope comes out non-positive
+(measurement noise larger than the spread of the archs' block sums) the
+total model is fitted through the origin (b = 0), whose slope is positive.
 Calibration archs are chosen to span the latency range (`stratified_archs`):
 uniformly sampled archs cluster within a few percent of each other and
 would leave the slope undetermined.
@@ -52,10 +57,42 @@ class Calibration:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        data = dict(data)
-        data["scale"] = tuple(float(s) for s in data["scale"])
-        return cls(**data)
+    def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
+        """Read a stored calibration; slopes must be positive (a block that takes longer
+        cannot make a network faster) and every figure finite."""
+        from spos.fields import parse_fields
+
+        values = parse_fields(_StoredCalibration, data, where)
+        missing = [f for f in ("model", "scale", "offset", "num_archs", "fit_mape", "loo_mape") if f not in values]
+        if missing:
+            raise ValueError(f"{where}: missing {missing[0]!r}")
+        if not values["scale"]:
+            raise ValueError(f"{where}.scale: expected at least one slope, got []")
+        for i, slope in enumerate(values["scale"]):
+            if slope <= 0:
+                raise ValueError(f"{where}.scale[{i}]: expected a positive slope, got {slope}")
+        for key in ("num_archs",):
+            if values[key] < 1:
+                raise ValueError(f"{where}.{key}: expected at least 1, got {values[key]}")
+        for key in ("fit_mape", "loo_mape"):
+            if values[key] < 0:
+                raise ValueError(f"{where}.{key}: expected a percentage >= 0, got {values[key]}")
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _StoredCalibration:
+    """Types of a calibration's stored fields, for `parse_fields` (slopes checked as a list of numbers)."""
+
+    model: str
+    scale: tuple[float, ...]
+    offset: float
+    num_archs: int
+    fit_mape: float
+    loo_mape: float
 
 
 @dataclass(frozen=True)
@@ -65,9 +102,10 @@ class _Fit:
     loo_mape: float
 
 
-def _weighted_fit(features: np.ndarray, measured: np.ndarray) -> _Fit:
-    """Least squares on relative error, with the closed-form leave-one-out residuals."""
-    design = np.column_stack([features, np.ones(len(measured))])
+def _weighted_fit(features: np.ndarray, measured: np.ndarray, intercept: bool = True) -> _Fit:
+    """Least squares on relative error, with the closed-form leave-one-out residuals.
+    Without ``intercept`` the returned coefficients still end with an (exact zero) intercept."""
+    design = np.column_stack([features, np.ones(len(measured))]) if intercept else features
     w = 1.0 / measured
     dw, yw = design * w[:, None], measured * w
     coef, *_ = np.linalg.lstsq(dw, yw, rcond=None)
@@ -76,6 +114,7 @@ def _weighted_fit(features: np.ndarray, measured: np.ndarray) -> _Fit:
     hat = dw @ np.linalg.pinv(dw.T @ dw) @ dw.T
     leverage = np.clip(np.diag(hat), 0.0, 1.0 - 1e-9)
     loo = rel_err / (1.0 - leverage)
+    coef = coef if intercept else np.append(coef, 0.0)
     return _Fit(coef, float(np.mean(np.abs(rel_err)) * 100), float(np.mean(np.abs(loo)) * 100))
 
 
@@ -94,13 +133,16 @@ def fit_calibration(raw_total: Sequence[float], raw_stages: Sequence[Sequence[fl
         raise ValueError("calibration archs all have the same block sum; need archs spanning the latency range")
 
     best_total = _weighted_fit(total[:, None], y)
+    if best_total.coef[0] <= 0:
+        best_total = _weighted_fit(total[:, None], y, intercept=False)  # positive: sums and times are
     chosen = Calibration("total", (float(best_total.coef[0]),), float(best_total.coef[1]), len(y),
                          best_total.fit_mape, best_total.loo_mape)
     # The stage model needs clearly more archs than parameters to be trusted.
     if stages.ndim == 2 and stages.shape[1] > 1 and len(y) >= 2 * (stages.shape[1] + 1):
         best_stage = _weighted_fit(stages, y)
         # (The small absolute margin keeps exact fits, both ~0, on the simpler model.)
-        if best_stage.loo_mape < STAGE_MODEL_MARGIN * best_total.loo_mape - 1e-6:
+        positive = bool(np.all(best_stage.coef[:-1] > 0))
+        if positive and best_stage.loo_mape < STAGE_MODEL_MARGIN * best_total.loo_mape - 1e-6:
             chosen = Calibration("stage", tuple(float(c) for c in best_stage.coef[:-1]), float(best_stage.coef[-1]),
                                  len(y), best_stage.fit_mape, best_stage.loo_mape)
     return chosen

@@ -90,9 +90,9 @@ class LutMeta:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LutMeta:
+    def from_dict(cls, data: dict[str, Any], where: str = "meta") -> LutMeta:
         data = dict(data)
-        data["timing"] = TimingSettings.from_dict(data["timing"])
+        data["timing"] = TimingSettings.from_dict(data["timing"], f"{where}.timing")
         return cls(**data)
 
 
@@ -152,6 +152,14 @@ class Lut:
     def network_ms(self, arch: str) -> float:
         return self.meta.timing.value(self.networks[arch])
 
+    def noisy(self) -> dict[str, float]:
+        """Entries and calibration networks ("net:<arch>") whose CV is above the LUT's own ``max_cv``
+        after the profiler's re-measurements: their figures are not to be trusted."""
+        limit = self.meta.timing.max_cv
+        found = {key: t.cv for key, t in self.entries.items() if t.cv > limit}
+        found.update({f"net:{arch}": t.cv for arch, t in self.networks.items() if t.cv > limit})
+        return dict(sorted(found.items(), key=lambda item: -item[1]))
+
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space, f"LUT space {self.meta.space_name!r}")
 
@@ -190,6 +198,8 @@ class Lut:
             "networks": {k: t.to_dict() for k, t in self.networks.items()},
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "validation": self.validation.to_dict() if self.validation else None,
+            # Flagged for readers of the file; recomputed from the entries on load.
+            "noisy": self.noisy(),
         }
 
     @classmethod
@@ -198,15 +208,20 @@ class Lut:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{source}: not a LUT of format {LUT_FORMAT} (found format {found!r})")
         try:
+            for section in ("entries", "networks"):
+                if not isinstance(data.get(section, {}), dict):
+                    raise ValueError(f"{section}: expected a mapping of key -> timing, got {type(data[section]).__name__}")
             return cls(
                 meta=LutMeta.from_dict(data["meta"]),
                 space=data["space"],
-                entries={k: Timing.from_dict(v) for k, v in data["entries"].items()},
-                networks={k: Timing.from_dict(v) for k, v in data.get("networks", {}).items()},
+                entries={k: Timing.from_dict(v, f"entry {k!r}") for k, v in data["entries"].items()},
+                networks={k: Timing.from_dict(v, f"network {k!r}") for k, v in data.get("networks", {}).items()},
                 calibration=Calibration.from_dict(data["calibration"]) if data.get("calibration") else None,
                 validation=ValidationReport.from_dict(data["validation"]) if data.get("validation") else None,
             )
-        except (KeyError, TypeError) as exc:
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{source}: malformed LUT ({exc.__class__.__name__}: {exc})") from None
 
     def save(self, path: str | Path) -> Path:

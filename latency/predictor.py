@@ -12,6 +12,7 @@ from pathlib import Path
 from latency.calibration import block_options
 from latency.lut import Lut
 from spos.arch import Arch
+from spos.errors import HintedError
 from spos.signature import block_signature, fixed_signatures, head_signature, stem_signature
 from spos.space import SearchSpace
 
@@ -44,7 +45,7 @@ class LatencyPredictor:
     def __init__(self, lut: Lut, space: SearchSpace) -> None:
         lut.check_compatible(space)
         if lut.calibration is None:
-            raise ValueError("LUT has no calibration (profiling did not finish); re-run spos profile with the same --out to complete it")
+            raise HintedError("LUT has no calibration (profiling did not finish)", hint="reprofile_same_out")
         self.lut = lut
         self.space = space
         self.calibration = lut.calibration
@@ -60,6 +61,13 @@ class LatencyPredictor:
                 raise ValueError(f"LUT stage calibration has {len(cal.scale)} slopes, space has {len(space.stages)} stages")
             self.base_ms = cal.offset
             self.block_ms = [{k: cal.scale[stages[i]] * v for k, v in t.items()} for i, t in enumerate(self.raw_block_ms)]
+        # Entries and slopes are checked on load, but a negative offset can still outweigh them:
+        # a search would then accept archs at "-0.26 ms".
+        if not self.min_ms() > 0:
+            raise ValueError(
+                f"LUT predicts {self.min_ms():.4g} ms for the fastest arch of space {space.name!r}; expected positive "
+                f"latencies (calibration {cal.model}: scale {list(cal.scale)}, offset {cal.offset:.4g} ms); re-profile"
+            )
 
     @classmethod
     def from_file(cls, path: str | Path, space: SearchSpace) -> LatencyPredictor:

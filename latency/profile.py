@@ -21,14 +21,20 @@ from latency.backends import Backend, BackendConfig, get_backend
 from latency.backends.torch import torch_threads
 from latency.calibration import Calibration, fit_calibration, stratified_archs
 from latency.lut import Lut, LutMeta
+from latency.timing import Timing
 from latency.predictor import raw_tables, stage_of_blocks
 from spos.arch import Arch
 from spos.blocks import Block
+from spos.errors import HintedError
 from spos.network import StaticNet, build_head, build_stem
 from spos.signature import fixed_signatures, head_signature, stem_signature, unique_signatures
 from spos.space import SearchSpace
 
 DEFAULT_CALIBRATION_ARCHS = 20
+# Passes over the entries still noisier than max_cv after measure_stable's own retries. Noise on a
+# shared machine comes in bursts, so a later pass often finds it quiet; what stays noisy is flagged
+# (Lut.noisy, `spos lut show`) rather than measured forever.
+NOISY_PASSES = 2
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class ProfileResult:
     measured_networks: int
     calibration: Calibration
     wall_s: float
+    noisy: tuple[str, ...] = ()  # entries still above max_cv after the re-measuring passes
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,9 @@ def _open_lut(out: Path, space: SearchSpace, meta: LutMeta, resume: bool) -> Lut
     have, want = lut.meta.measurement_identity(), meta.measurement_identity()
     for name in want:
         if have[name] != want[name]:
-            raise ValueError(
-                f"{out}: existing LUT was measured with {name}={have[name]!r}, this run uses {want[name]!r}; "
-                "choose another --out or delete the file"
+            raise HintedError(
+                f"{out}: existing LUT was measured with {name}={have[name]!r}, this run uses {want[name]!r}",
+                hint="other_out_or_delete",
             )
     return lut
 
@@ -141,19 +148,53 @@ def profile_space(
             measured_entries += 1
             lut.save(out)
 
+        # Only what this run measured: entries a resumed file holds had their passes (or are flagged),
+        # and re-measuring them would shift the calibration archs drawn from the entries below.
+        items = {item.key: item for item in todo}
+        remeasure_noisy(lut.entries, lambda key: backend.measure(items[key].build(), items[key].input_shape),
+                        lut.meta.timing.max_cv, keys=set(items), on_update=lambda: lut.save(out))
+
         archs = calibration_archs(lut, space, calibration_archs_count, seed)
         shape = network_input_shape(space)
+        by_name = {}
         for arch in tqdm(archs, desc="calibration networks", unit="net", disable=not progress):
             if str(arch) not in lut.networks:
                 lut.networks[str(arch)] = backend.measure(StaticNet(space, arch), shape)
+                by_name[str(arch)] = arch
                 measured_networks += 1
                 lut.save(out)
+        remeasure_noisy(lut.networks, lambda name: backend.measure(StaticNet(space, by_name[name]), shape),
+                        lut.meta.timing.max_cv, keys=set(by_name), on_update=lambda: lut.save(out))
 
     lut.calibration = fit_lut_calibration(lut, space, archs)
     lut.validation = None  # a new calibration invalidates earlier validation figures
     lut.save(out)
     total = len(profile_items(space))
-    return ProfileResult(out, total, measured_entries, measured_networks, lut.calibration, time.perf_counter() - start)
+    return ProfileResult(out, total, measured_entries, measured_networks, lut.calibration, time.perf_counter() - start,
+                         tuple(lut.noisy()))
+
+
+def remeasure_noisy(
+    timings: dict[str, Timing],
+    measure: Callable[[str], Timing],
+    max_cv: float,
+    *,
+    keys: set[str] | None = None,
+    passes: int = NOISY_PASSES,
+    on_update: Callable[[], None] = lambda: None,
+) -> list[str]:
+    """Measure again, at most ``passes`` times each, the timings (of ``keys``, default all) whose CV
+    exceeds ``max_cv``; keep the steadier of old and new. Returns the keys still above it."""
+    for _ in range(passes):
+        noisy = [k for k, t in timings.items() if t.cv > max_cv and (keys is None or k in keys)]
+        if not noisy:
+            return []
+        for key in noisy:
+            again = measure(key)
+            if again.cv < timings[key].cv:
+                timings[key] = again
+                on_update()
+    return [k for k, t in timings.items() if t.cv > max_cv and (keys is None or k in keys)]
 
 
 def fit_lut_calibration(lut: Lut, space: SearchSpace, archs: list[Arch]) -> Calibration:

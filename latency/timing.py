@@ -57,8 +57,14 @@ class TimingSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TimingSettings:
-        return cls(**data)
+    def from_dict(cls, data: Any, where: str = "timing") -> TimingSettings:
+        from spos.fields import parse_fields
+
+        values = parse_fields(cls, data, where)
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
     def value(self, timing: Timing) -> float:
         """The figure of ``timing`` these settings call the latency."""
@@ -95,12 +101,30 @@ class Timing:
         return {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "n": self.n, "cv": self.cv, "min_ms": self.min_ms}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Timing:
-        min_ms = data.get("min_ms")
-        return cls(
-            float(data["median_ms"]), float(data["iqr_ms"]), int(data["n"]), float(data["cv"]),
-            float(min_ms) if min_ms is not None else None,
-        )
+    def from_dict(cls, data: Any, where: str = "timing") -> Timing:
+        """Read a stored timing, refusing values no measurement gives (a negative or NaN latency
+        would turn into a negative prediction that a search then happily accepts)."""
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{where}: expected a mapping with median_ms, iqr_ms, n, cv, got {type(data).__name__} {data!r}"
+            )
+        missing = [k for k in ("median_ms", "iqr_ms", "n", "cv") if k not in data]
+        if missing:
+            raise ValueError(f"{where}: missing {missing[0]!r}; expected median_ms, iqr_ms, n, cv (and min_ms)")
+
+        def number(key: str, positive: bool) -> float:
+            value = data[key]
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or (value <= 0 if positive else value < 0):
+                want = "a finite number > 0" if positive else "a finite number >= 0"
+                raise ValueError(f"{where}: {key} must be {want}, got {value!r}")
+            return float(value)
+
+        n = data["n"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{where}: n must be a run count >= 1, got {n!r}")
+        min_ms = number("min_ms", True) if data.get("min_ms") is not None else None
+        return cls(number("median_ms", True), number("iqr_ms", False), n, number("cv", False), min_ms)
 
 
 def _run_count(per_run_s: float, settings: TimingSettings) -> int:

@@ -6,10 +6,16 @@ calibration arch. Each is measured twice, in two separate passes, so the
 spread of repeated measurements (the noise floor) is known: a predictor
 cannot be judged more precisely than the device measures. The reference
 "measured" latency of an arch is the mean of its two measurements.
+
+The report is written beside the LUT (``lut-validation.json``), not into it:
+validating measures the LUT, it does not change it, so a run folder's
+profile stays up to date. The report names the LUT's content hash and is
+ignored (reported stale) once the LUT changes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,11 @@ from latency.device import describe_device
 from latency.lut import Lut, ValidationReport
 from latency.predictor import LatencyPredictor
 from latency.profile import calibration_archs, measure_networks, measurement_threads
+from spos.atomic import write_json_atomic
+from spos.hashing import file_sha256
+from spos.readers import read_json
+
+VALIDATION_FORMAT = "spos-lut-validation/1"
 
 
 def backend_for(lut: Lut) -> Backend:
@@ -60,9 +71,10 @@ def compare(predicted: list[float], measured: list[float], repeat: list[float], 
 def validate_lut(
     path: str | Path, num_archs: int, *, seed: int = 1, plot_path: str | Path | None = None, progress: bool = True
 ) -> ValidationReport:
-    """Measure ``num_archs`` fresh archs twice, compare with predictions, store the report in the LUT, draw the plot."""
+    """Measure ``num_archs`` fresh archs twice, compare with predictions, write the report beside the LUT
+    (`validation_path`), draw the plot. The LUT file itself is left as it is."""
     if num_archs < 2:
-        raise ValueError(f"--num-archs must be at least 2 (Kendall tau needs pairs), got {num_archs}")
+        raise ValueError(f"num_archs must be at least 2 (Kendall tau needs pairs), got {num_archs}")
     path = Path(path)
     lut = Lut.load(path)
     space = lut.search_space()
@@ -73,10 +85,44 @@ def validate_lut(
         first = measure_networks(backend, space, archs, "validation pass 1", progress)
         second = measure_networks(backend, space, archs, "validation pass 2", progress)
     report = compare([predictor(a) for a in archs], first, second, [str(a) for a in archs])
-    lut.validation = report
-    lut.save(path)
+    write_json_atomic(validation_path(path), {"format": VALIDATION_FORMAT, "lut": path.name,
+                                              "lut_sha256": file_sha256(path), "validation": report.to_dict()})
     plot_validation(report, plot_path or default_plot_path(path), title=f"{lut.meta.space_name} on {lut.meta.backend} ({lut.meta.device_name})")
     return report
+
+
+def validation_path(lut_path: str | Path) -> Path:
+    """``lut.json`` -> ``lut-validation.json`` beside it."""
+    lut_path = Path(lut_path)
+    return lut_path.with_name(f"{lut_path.stem}-validation.json")
+
+
+@dataclass(frozen=True)
+class StoredValidation:
+    report: ValidationReport | None
+    state: str  # "current", "stale" (the LUT changed since) or "none"
+    source: Path | None = None
+
+
+def load_validation(lut_path: str | Path, lut: Lut | None = None) -> StoredValidation:
+    """The validation of the LUT at ``lut_path``: its sidecar when it matches the LUT's bytes, else the
+    report older versions stored inside the LUT."""
+    lut_path = Path(lut_path)
+    sidecar = validation_path(lut_path)
+    if sidecar.is_file():
+        data = read_json(sidecar, "LUT validation")
+        if not isinstance(data, dict) or data.get("format") != VALIDATION_FORMAT:
+            raise ValueError(f"{sidecar}: not a LUT validation of format {VALIDATION_FORMAT!r}")
+        if data.get("lut_sha256") != file_sha256(lut_path):
+            return StoredValidation(None, "stale", sidecar)
+        try:
+            return StoredValidation(ValidationReport.from_dict(data["validation"]), "current", sidecar)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{sidecar}: malformed validation ({exc.__class__.__name__}: {exc})") from None
+    lut = lut or Lut.load(lut_path)
+    if lut.validation is not None:
+        return StoredValidation(lut.validation, "current", lut_path)
+    return StoredValidation(None, "none")
 
 
 def default_plot_path(lut_path: Path) -> Path:

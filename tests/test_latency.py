@@ -14,7 +14,7 @@ from latency.lut import Lut
 from latency.predictor import LatencyPredictor
 from latency.profile import profile_items, profile_space
 from latency.timing import Timing, TimingSettings, measure_stable, time_cpu
-from latency.validate import validate_lut
+from latency.validate import load_validation, validate_lut, validation_path
 from pipeline.cli import main
 from spos.blocks import Block
 from spos.signature import unique_signatures
@@ -49,7 +49,8 @@ def test_run_count_follows_the_minimum_time():
 
     t = time_cpu(sleep_1ms, TimingSettings(warmup_s=0.0, min_time_s=0.03, min_runs=3, max_runs=100))
     assert 3 <= t.n <= 40  # about 30 runs of ~1 ms each
-    assert t.median_ms >= 1.0
+    assert 1.0 <= t.min_ms <= t.median_ms < 20.0  # a sleep is never shorter than asked; 20x is a stalled machine
+    assert len(calls) == t.n + 2  # two warm-up runs (warmup_s 0), then exactly the timed ones
     capped = time_cpu(sleep_1ms, TimingSettings(warmup_s=0.0, min_time_s=1.0, min_runs=2, max_runs=5))
     assert capped.n == 5
 
@@ -91,11 +92,34 @@ def test_cuda_and_tensorrt_refused_without_a_gpu():
         get_backend("tensorrt", device="cuda")
 
 
+def assert_consistent(t: Timing, settings: TimingSettings) -> None:
+    """What any measurement made with ``settings`` must satisfy."""
+    assert settings.min_runs <= t.n <= settings.max_runs
+    assert 0 < t.min_ms <= t.median_ms
+    assert 0 <= t.iqr_ms and 0 <= t.cv
+
+
+def conv(channels: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(channels, channels, 3, padding=1), torch.nn.ReLU())
+
+
+def assert_measures_work(backend, small: tuple[int, int], large: tuple[int, int], settings: TimingSettings) -> None:
+    """A convolution with ~500x the multiply-adds must take clearly longer: the timer measures the work,
+    not a constant overhead (a backend that timed nothing, or the wrong thing, fails here)."""
+    times = []
+    for channels, size in (small, large):
+        t = backend.measure(conv(channels), (channels, size, size))
+        assert_consistent(t, settings)
+        times.append(t.median_ms)
+    assert times[1] > 3 * times[0], f"{large} measured {times[1]:.4f} ms, {small} {times[0]:.4f} ms"
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_cpu_backends_measure_a_block(backend, tiny_space):
+    runner = get_backend(backend, batch=4, threads=1, timing=FAST)
     sig = unique_signatures(tiny_space)[0]
-    t = get_backend(backend, batch=4, threads=1, timing=FAST).measure(Block(sig.layout), sig.input_shape)
-    assert t.median_ms > 0 and t.n >= FAST.min_runs and t.iqr_ms >= 0
+    assert_consistent(runner.measure(Block(sig.layout), sig.input_shape), FAST)
+    assert_measures_work(runner, (4, 8), (32, 32), FAST)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
@@ -115,11 +139,14 @@ def test_tiny_profile_validate_and_resume(backend, tmp_path):
     again = profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
     assert again.measured_entries == 0 and again.measured_networks == 0  # resumed: nothing re-measured
 
+    profiled = out.read_bytes()
     report = validate_lut(out, 4, progress=False)
     assert report.num_archs == 4 and 0 <= report.within_10pct <= 1 and report.noise_floor_mape >= 0
     assert not {p["arch"] for p in report.points} & set(lut.networks), "validation must use fresh archs"
     assert (tmp_path / f"{backend}-validation.png").is_file()
-    assert Lut.load(out).validation == report
+    # Beside the LUT, not in it: validating must not make a run folder's profile look changed.
+    assert out.read_bytes() == profiled and validation_path(out) == tmp_path / f"{backend}-validation.json"
+    assert load_validation(out).report == report and load_validation(out).state == "current"
     predictor = LatencyPredictor.from_file(out, tiny_space)
     assert predictor.min_ms() > 0
 
@@ -148,11 +175,28 @@ def test_cli_profile_show_predict_validate(tmp_path, capsys):
 
     arch = ",".join(["0:1"] * 2)
     assert main(["lut", "predict", str(out), "--arch", arch, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["latency_ms"] > 0
+    predicted = json.loads(capsys.readouterr().out)["latency_ms"]
+    assert predicted == pytest.approx(LatencyPredictor.from_file(out, tiny_space_from(space_file))(arch_of(arch)))
+    assert main(["lut", "predict", str(out), "--arch", arch]) == 0
+    assert capsys.readouterr().out.startswith(f"predicted latency {predicted:.3f} ms (onnxruntime, batch 2, ")
 
+    # A search result of two budgets: --budget picks one, as for spos retrain.
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"budgets": [{"label": "latency<=1", "best": {"arch": "0:0,0:0"}},
+                                              {"label": "latency<=9", "best": {"arch": arch}}]}))
+    assert main(["lut", "predict", str(out), "--arch", str(result)]) == 2
+    assert "holds 2 budgets; pick one with --budget" in capsys.readouterr().err
+    assert main(["lut", "predict", str(out), "--arch", str(result), "--budget", "latency<=9", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] == predicted
+
+    profiled = out.read_bytes()
     assert main(["lut", "validate", str(out), "--num-archs", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {"mape", "max_error", "within_10pct", "kendall_tau", "noise_floor_mape"} <= set(report)
+    assert out.read_bytes() == profiled
+    assert main(["lut", "show", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["validation_state"] == "current" and shown["validation"]["mape"] == report["mape"]
 
     assert main(["lut", "predict", str(out), "--arch", "0,1,2"]) == 2  # wrong length: one-line error
     assert "spos lut: error:" in capsys.readouterr().err
@@ -166,14 +210,46 @@ def test_cli_profile_show_predict_validate(tmp_path, capsys):
 def test_tensorrt_backend_measures_a_block(tiny_space, tmp_path):
     sig = unique_signatures(tiny_space)[0]
     backend = get_backend("tensorrt", device="cuda", batch=8, timing=FAST, work_dir=tmp_path)
-    t = backend.measure(Block(sig.layout), sig.input_shape)
-    assert t.median_ms > 0
+    assert_consistent(backend.measure(Block(sig.layout), sig.input_shape), FAST)
     assert (tmp_path / "tensorrt-timing.cache").is_file()
+    assert_measures_work(backend, (8, 8), (128, 64), FAST)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_torch_cuda_backend_measures_a_block(tiny_space):
     sig = unique_signatures(tiny_space)[0]
-    t = get_backend("torch", device="cuda", batch=8, timing=FAST).measure(Block(sig.layout), sig.input_shape)
-    assert t.median_ms > 0
+    backend = get_backend("torch", device="cuda", batch=8, timing=FAST)
+    assert_consistent(backend.measure(Block(sig.layout), sig.input_shape), FAST)
+    assert_measures_work(backend, (8, 8), (128, 64), FAST)
+
+
+def tiny_space_from(path):
+    return SearchSpace.from_yaml(path)
+
+
+def arch_of(text):
+    from spos.arch import Arch
+
+    return Arch.parse(text)
+
+
+def test_lut_validate_leaves_the_profile_stage_up_to_date(tmp_path):
+    """`spos lut validate` on a run's LUT must not make the next `spos run` re-profile."""
+    from pipeline.run import StageSpec, run_stages
+
+    space = SearchSpace.from_dict(tiny_space_dict(**MICRO), "micro")
+    calls = []
+
+    def profile(ctx):
+        calls.append("profile")
+        lut = ctx.stage_dir / "lut.json"
+        profile_space(space, BackendConfig("onnxruntime", batch=2, threads=1, timing=FAST), lut,
+                      calibration_archs_count=3, progress=False)
+        validate_lut(lut, 2, progress=False)
+        return {"lut": lut, "validation": validation_path(lut)}
+
+    specs = [StageSpec("profile/cpu", {}, profile, annotations=("validation",))]
+    run_stages(specs, tmp_path)
+    assert main(["lut", "validate", str(tmp_path / "profile" / "cpu" / "lut.json"), "--num-archs", "2"]) == 0
+    assert run_stages(specs, tmp_path).actions == {"profile/cpu": "skip"} and calls == ["profile"]

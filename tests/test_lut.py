@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from latency.calibration import Calibration, block_options, fit_calibration, str
 from latency.device import describe_device
 from latency.lut import Lut, LutMeta, MissingEntryError
 from latency.predictor import LatencyPredictor, stage_of_blocks
-from latency.profile import fit_lut_calibration, profile_items
+from latency.profile import fit_lut_calibration, profile_items, remeasure_noisy
 from latency.timing import Timing, TimingSettings
 from spos.cost import block_cost, head_cost, stem_cost
 from spos.sampling import sample_uniform
@@ -204,3 +205,92 @@ def test_block_options_ignore_channels_of_ops_that_do_not_search_them(proxyless_
     # proxyless does not search channels: one option per candidate op.
     for i, block in enumerate(proxyless_cifar_space.blocks):
         assert len(block_options(proxyless_cifar_space, i)) == len(block.candidates)
+
+
+# ---- stored values are checked on load, naming the entry ---------------------------------------
+
+
+def _saved(lut: Lut, tmp_path) -> dict:
+    return json.loads(lut.save(tmp_path / "lut.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"median_ms": -0.3, "iqr_ms": 0.0, "n": 10, "cv": 0.01}, r"median_ms must be a finite number > 0, got -0.3"),
+        ({"median_ms": float("nan"), "iqr_ms": 0.0, "n": 10, "cv": 0.01}, r"median_ms must be a finite number > 0, got nan"),
+        ({"median_ms": 1.0, "iqr_ms": 0.0, "n": 10, "cv": 0.01, "min_ms": -1.0}, r"min_ms must be a finite number > 0"),
+        ({"median_ms": 1.0, "iqr_ms": -0.1, "n": 10, "cv": 0.01}, r"iqr_ms must be a finite number >= 0"),
+        ({"median_ms": 1.0, "iqr_ms": 0.0, "n": 0, "cv": 0.01}, r"n must be a run count >= 1, got 0"),
+        ([1.0, 0.0, 10, 0.01], r"expected a mapping with median_ms, iqr_ms, n, cv, got list"),
+        ({"median_ms": 1.0}, r"missing 'iqr_ms'"),
+    ],
+)
+def test_bad_entries_are_refused_naming_the_entry(tiny_space, tmp_path, value, message):
+    data = _saved(synthetic_lut(tiny_space), tmp_path)
+    key = sorted(data["entries"])[3]
+    data["entries"][key] = value
+    (tmp_path / "lut.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=re.escape(f"entry {key!r}: ") + message) as info:
+        Lut.load(tmp_path / "lut.json")
+    assert str(info.value).startswith(str(tmp_path / "lut.json")) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"scale": [-1.2]}, r"calibration\.scale\[0\]: expected a positive slope, got -1\.2"),
+        ({"scale": [float("nan")]}, r"calibration\.scale: expected a list, each a finite number, got \[nan\]"),
+        ({"offset": float("inf")}, r"calibration\.offset: expected a finite number, got inf"),
+        ({"model": "cubic"}, r"calibration: calibration model must be 'total' or 'stage'"),
+    ],
+)
+def test_bad_calibration_is_refused_on_load(tiny_space, tmp_path, change, message):
+    data = _saved(synthetic_lut(tiny_space), tmp_path)
+    data["calibration"].update(change)
+    (tmp_path / "lut.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        Lut.load(tmp_path / "lut.json")
+
+
+def test_calibration_predicting_negative_latency_is_refused(tiny_space):
+    """A search must never see an arch at "-0.259 ms"."""
+    lut = synthetic_lut(tiny_space, Calibration("total", (1.0,), -1e6, 20, 0.0, 0.0))
+    with pytest.raises(ValueError, match=r"LUT predicts -\d.* ms for the fastest arch .* expected positive latencies"):
+        LatencyPredictor(lut, tiny_space)
+
+
+def test_noisy_entries_are_flagged_in_the_file(tiny_space, tmp_path):
+    lut = synthetic_lut(tiny_space)  # max_cv 0.10 (the default timing settings)
+    key = sorted(lut.entries)[0]
+    lut.entries[key] = Timing(1.0, 0.5, 10, 9.3)
+    lut.networks["0,1"] = Timing(2.0, 0.1, 10, 0.2)
+    assert lut.noisy() == {key: 9.3, "net:0,1": 0.2}
+    assert _saved(lut, tmp_path)["noisy"] == {key: 9.3, "net:0,1": 0.2}
+    assert Lut.load(tmp_path / "lut.json").noisy() == lut.noisy()
+
+
+def test_noisy_timings_are_remeasured_a_bounded_number_of_times():
+    timings = {"steady": Timing(1.0, 0.0, 10, 0.01), "bursty": Timing(1.0, 0.5, 10, 9.3),
+               "hopeless": Timing(1.0, 0.5, 10, 2.0)}
+    calls = []
+
+    def measure(key):
+        calls.append(key)
+        return Timing(1.1, 0.01, 10, 0.05) if key == "bursty" else Timing(1.0, 0.5, 10, 3.0)
+
+    still = remeasure_noisy(timings, measure, max_cv=0.15, passes=2)
+    assert timings["bursty"].cv == 0.05 and timings["hopeless"].cv == 2.0  # the steadier one kept
+    assert calls == ["bursty", "hopeless", "hopeless"] and still == ["hopeless"]
+
+
+def test_noise_that_would_give_a_negative_slope_falls_back_to_a_proportional_fit():
+    """Archs too alike for the noise: the fitted slope must still be positive (the loader refuses others)."""
+    raw = np.array([10.0, 10.2, 10.4, 10.6])
+    measured = np.array([12.5, 12.1, 11.9, 11.6])  # falls as the block sum grows: noise, not physics
+    assert np.polyfit(raw, measured, 1)[0] < 0
+    cal = fit_calibration(raw, raw[:, None], measured)
+    assert cal.model == "total" and cal.offset == 0.0
+    assert cal.scale[0] == pytest.approx(np.mean(measured / raw), rel=0.01)
+    stages = np.column_stack([raw * 0.5, raw * 0.5 + np.array([0.3, -0.3, 0.2, -0.2])])
+    assert all(s > 0 for s in fit_calibration(raw, stages, measured).scale)
