@@ -1,5 +1,9 @@
 """A pipeline file (``configs/pipelines/*.yaml``) loaded into typed, validated dataclasses.
 
+Every section is a frozen dataclass checked by the one field validator
+(`spos.fields.parse_fields`: known keys, types, finite numbers), then for
+ranges here, so that a value that would fail a stage an hour into the run
+(``opset: 5``, a NaN budget) is refused before anything runs or is replaced.
 Errors name the offending key with its path (``devices[1].batch``) and say
 what was expected. Relative file paths in the pipeline file resolve against
 the current directory first, then against the repository root, so
@@ -9,15 +13,27 @@ the current directory first, then against the repository root, so
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from latency.timing import TimingSettings
+from spos.evolution import EvolutionSettings
+from spos.fields import coerce, parse_fields
 from spos.readers import read_yaml_mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("onnx", "tensorrt")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def supported_opsets() -> range:
+    """Opsets the exporter (export.onnx.to_onnx, TorchScript path) writes: 13 up to torch's own limit."""
+    try:
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as high
+    except ImportError:  # private module moved in another torch: fall back to what torch 2.x supports
+        high = 20
+    return range(13, int(high) + 1)
 
 
 @dataclass(frozen=True)
@@ -31,7 +47,7 @@ class DeviceTarget:
     batch: int = 1  # profiled, searched-for, exported (max batch) and benchmarked batch
     precision: str = "fp32"
     threads: int | None = None
-    timing: dict[str, Any] | None = None  # latency.timing.TimingSettings fields
+    timing: TimingSettings = field(default_factory=TimingSettings)
     latency_ms: tuple[float, ...] = ()  # latency budgets on this device (one search each)
     # Budgets placed within the LUT's reachable range instead: 0 = fastest arch, 1 = slowest.
     # Portable across machines, where absolute milliseconds are not.
@@ -40,6 +56,16 @@ class DeviceTarget:
     max_params: int | None = None
     calibration_archs: int = 20  # whole networks measured to calibrate the LUT
     validation_archs: int = 0  # fresh networks measured twice to validate it (0: skip)
+
+    def measurement(self) -> dict[str, Any]:
+        """What the profile and bench stages read: how and where latency is measured."""
+        return {"backend": self.backend, "device": self.device, "provider": self.provider, "batch": self.batch,
+                "precision": self.precision, "threads": self.threads, "timing": self.timing.to_dict()}
+
+    def budgets(self) -> dict[str, Any]:
+        """What the search stage reads besides the LUT: the bounds."""
+        return {"latency_ms": list(self.latency_ms), "latency_fraction": list(self.latency_fraction),
+                "max_flops": self.max_flops, "max_params": self.max_params}
 
 
 @dataclass(frozen=True)
@@ -51,7 +77,7 @@ class TrainStage:
 @dataclass(frozen=True)
 class SearchStage:
     strategies: tuple[str, ...] = ("evolution",)
-    settings: dict[str, Any] | None = None  # spos.evolution.EvolutionSettings fields
+    settings: EvolutionSettings = field(default_factory=EvolutionSettings)
     recalibration_batches: int = 8
     batch_size: int = 128
 
@@ -86,6 +112,14 @@ class PipelineConfig:
         return _jsonable(asdict(getattr(self, name)))
 
 
+@dataclass(frozen=True)
+class _Top:
+    """Types of the pipeline file's top-level scalar keys, for `parse_fields`."""
+
+    name: str
+    seed: int = 0
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -99,54 +133,59 @@ def _jsonable(value: Any) -> Any:
 # ---- parsing -----------------------------------------------------------------
 
 
-def _check_keys(data: dict, allowed: list[str], where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise ValueError(f"{where}: unknown key {key!r}; expected one of: {', '.join(allowed)}")
+def _mapping(data: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {data!r}")
+    return data
 
 
-def _get(data: dict, key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
-    if key not in data or data[key] is None:
-        if default is ...:
+def _split(data: Mapping[str, Any], nested: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(keys `parse_fields` checks, keys parsed here: sub-sections, overrides, lists given as one value)."""
+    return ({k: v for k, v in data.items() if k not in nested}, {k: data[k] for k in nested if k in data})
+
+
+def _require(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if data.get(key) is None:
             raise ValueError(f"{where}: missing required key {key!r}")
-        return default
-    value = data[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise ValueError(f"{where}.{key}: expected {names}, got {value!r}")
-    return value
 
 
-def _positive(data: dict, key: str, where: str, default: Any = ...) -> Any:
-    value = _get(data, key, int, where, default)
-    if value is not None and value < 1:
-        raise ValueError(f"{where}.{key}: expected a positive integer, got {value}")
-    return value
+def _at_least(values: dict[str, Any], key: str, low: int, where: str) -> None:
+    if values.get(key) is not None and values[key] < low:
+        raise ValueError(f"{where}.{key}: expected an integer >= {low}, got {values[key]}")
 
 
-def _mapping(data: dict, key: str, where: str, required: bool = True) -> dict:
-    if key not in data and not required:
-        return {}
-    return _get(data, key, dict, where)
+def _numbers(value: Any, where: str) -> tuple[float, ...]:
+    """One number or a list of them, each finite."""
+    items = value if isinstance(value, list) else [value]
+    return tuple(coerce(v, float, f"{where}[{i}]") for i, v in enumerate(items))
 
 
-def _count(data: dict, key: str, where: str) -> int | None:
-    """A FLOPs / params count: a number or a string with a K/M/G suffix."""
+def _count(value: Any, where: str) -> int | None:
+    """A FLOPs / params count: a positive number or a string with a K/M/G suffix."""
     from pipeline.output import parse_count
 
-    value = _get(data, key, (int, str), where, None)
+    value = coerce(value, int | str | None, where)
     if isinstance(value, str):
         try:
-            return parse_count(value)
+            value = parse_count(value)
         except ValueError as exc:
-            raise ValueError(f"{where}.{key}: {exc}") from None
+            raise ValueError(f"{where}: {exc}") from None
+    if value is not None and value < 1:
+        raise ValueError(f"{where}: expected a positive count, got {value}")
     return value
 
 
-def resolve_path(text: str, where: str) -> Path:
+def _overrides(value: Any, where: str) -> dict[str, Any] | None:
+    """Dotted keys of the training config; their values are checked when the config is loaded."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{where}: expected a mapping of dotted keys to values, e.g. {{recipe.steps: 300}}, got {value!r}")
+    return dict(value)
+
+
+def resolve_path(text: str | Path, where: str) -> Path:
     path = Path(text).expanduser()
     for candidate in (path, REPO_ROOT / path):
         if candidate.exists():
@@ -160,136 +199,136 @@ def _name(value: str, where: str) -> str:
     return value
 
 
+def _section(cls: type, data: Any, where: str) -> Any:
+    """A sub-section checked by `parse_fields`, then by the dataclass's own range checks (named by ``where``)."""
+    values = parse_fields(cls, _mapping(data, where), where)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 def _device(data: Any, where: str) -> DeviceTarget:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {data!r}")
-    _check_keys(data, [f.name for f in fields(DeviceTarget)], where)
-    budgets = _get(data, "latency_ms", (list, float), where, [])
-    budgets = budgets if isinstance(budgets, list) else [budgets]
+    data = _mapping(data, where)
+    special = ("timing", "latency_ms", "latency_fraction", "max_flops", "max_params")
+    plain, nested = _split(data, special)
+    values = parse_fields(DeviceTarget, plain, where)
+    _require(values, ("name", "backend"), where)
+    _name(values["name"], f"{where}.name")
+    for key in ("batch", "threads"):
+        _at_least(values, key, 1, where)
+    _at_least(values, "calibration_archs", 3, where)
+    if values.get("validation_archs", 0) != 0 and values["validation_archs"] < 2:
+        raise ValueError(f"{where}.validation_archs: expected 0 (skip) or at least 2, got {values['validation_archs']}")
+    if nested.get("timing") is not None:
+        values["timing"] = _section(TimingSettings, nested["timing"], f"{where}.timing")
+    budgets = _numbers(nested["latency_ms"], f"{where}.latency_ms") if nested.get("latency_ms") is not None else ()
     for i, ms in enumerate(budgets):
-        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms <= 0:
+        if ms <= 0:
             raise ValueError(f"{where}.latency_ms[{i}]: expected a positive number of milliseconds, got {ms!r}")
-    fractions = _get(data, "latency_fraction", (list, float), where, [])
-    fractions = fractions if isinstance(fractions, list) else [fractions]
+    fractions = (_numbers(nested["latency_fraction"], f"{where}.latency_fraction")
+                 if nested.get("latency_fraction") is not None else ())
     for i, f in enumerate(fractions):
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+        if not 0 < f <= 1:
             raise ValueError(f"{where}.latency_fraction[{i}]: expected a number in (0, 1], got {f!r}")
     if budgets and fractions:
         raise ValueError(f"{where}: give latency_ms or latency_fraction, not both")
+    if len(set(budgets)) != len(budgets) or len(set(fractions)) != len(fractions):
+        raise ValueError(f"{where}: budgets repeat a value ({list(budgets or fractions)}); expected distinct budgets")
     target = DeviceTarget(
-        name=_name(_get(data, "name", str, where), f"{where}.name"),
-        backend=_get(data, "backend", str, where),
-        device=_get(data, "device", str, where, "cpu"),
-        provider=_get(data, "provider", str, where, None),
-        batch=_positive(data, "batch", where, 1),
-        precision=_get(data, "precision", str, where, "fp32"),
-        threads=_positive(data, "threads", where, None),
-        timing=_get(data, "timing", dict, where, None),
-        latency_ms=tuple(float(ms) for ms in budgets),
-        latency_fraction=tuple(float(f) for f in fractions),
-        max_flops=_count(data, "max_flops", where),
-        max_params=_count(data, "max_params", where),
-        calibration_archs=_positive(data, "calibration_archs", where, 20),
-        validation_archs=_get(data, "validation_archs", int, where, 0),
+        **values, latency_ms=budgets, latency_fraction=fractions,
+        max_flops=_count(nested.get("max_flops"), f"{where}.max_flops"),
+        max_params=_count(nested.get("max_params"), f"{where}.max_params"),
     )
-    if target.calibration_archs < 3:
-        raise ValueError(f"{where}.calibration_archs: expected at least 3, got {target.calibration_archs}")
-    if target.validation_archs == 1 or target.validation_archs < 0:
-        raise ValueError(f"{where}.validation_archs: expected 0 (skip) or at least 2, got {target.validation_archs}")
     if not (target.latency_ms or target.latency_fraction or target.max_flops or target.max_params):
         raise ValueError(
             f"{where}: no budget; expected latency_ms (a list of ms), latency_fraction, max_flops or max_params"
         )
     # Validate the measurement settings here, not an hour later in the profile stage.
     from latency.backends import BackendConfig
-    from latency.timing import TimingSettings
 
     try:
-        timing = TimingSettings(**(target.timing or {}))
         BackendConfig(target.backend, target.device, target.provider, target.batch, target.precision,
-                      target.threads, timing)
-    except TypeError as exc:
-        raise ValueError(f"{where}.timing: {exc}") from None
+                      target.threads, target.timing)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     return target
 
 
+def _train_stage(data: Any, where: str, cls: type) -> Any:
+    plain, nested = _split(_mapping(data, where), ("overrides",))
+    values = parse_fields(cls, plain, where)
+    _require(values, ("config",), where)
+    values["config"] = resolve_path(values["config"], f"{where}.config")
+    return cls(**values, overrides=_overrides(nested.get("overrides"), f"{where}.overrides"))
+
+
+def _search_stage(data: Any, where: str) -> SearchStage:
+    from spos.evolution import STRATEGIES
+
+    plain, nested = _split(_mapping(data, where), ("settings",))
+    values = parse_fields(SearchStage, plain, where)
+    strategies = values.get("strategies", SearchStage.strategies)
+    if not strategies or len(set(strategies)) != len(strategies):
+        raise ValueError(f"{where}.strategies: expected distinct strategy names, got {list(strategies)}")
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise ValueError(f"{where}.strategies: unknown strategy {s!r}; expected one of: {', '.join(STRATEGIES)}")
+    for key in ("recalibration_batches", "batch_size"):
+        _at_least(values, key, 1, where)
+    if nested.get("settings") is not None:
+        values["settings"] = _section(EvolutionSettings, nested["settings"], f"{where}.settings")
+    return SearchStage(**values)
+
+
+def _export_stage(data: Any, where: str) -> ExportStage:
+    values = parse_fields(ExportStage, _mapping(data, where), where)
+    formats = values.get("formats", ExportStage.formats)
+    for f in formats:
+        if f not in FORMATS:
+            raise ValueError(f"{where}.formats: unknown format {f!r}; expected one of: {', '.join(FORMATS)}")
+    if "onnx" not in formats:
+        raise ValueError(f"{where}.formats: expected 'onnx' among them (TensorRT engines are built from it)")
+    opsets = supported_opsets()
+    if "opset" in values and values["opset"] not in opsets:
+        raise ValueError(
+            f"{where}.opset: the exporter writes opsets {opsets.start}..{opsets.stop - 1}, got {values['opset']}"
+        )
+    _at_least(values, "parity_images", 1, where)
+    return ExportStage(**values)
+
+
 def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     where = str(source)
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
-    _check_keys(data, ["name", "seed", "train", "devices", "search", "retrain", "export"], where)
+    sections = ("train", "devices", "search", "retrain", "export")
+    plain, nested = _split(data, sections)
+    top = parse_fields(_Top, plain, where)
+    _require(top, ("name",), where)
+    _name(top["name"], f"{where}.name")
+    _at_least(top, "seed", 0, where)
+    for key in ("train", "devices", "retrain"):
+        _require(nested, (key,), where)
 
-    train_d = _mapping(data, "train", where)
-    _check_keys(train_d, ["config", "overrides"], f"{where}.train")
-    train = TrainStage(
-        resolve_path(_get(train_d, "config", str, f"{where}.train"), f"{where}.train.config"),
-        _get(train_d, "overrides", dict, f"{where}.train", None),
-    )
-
-    devices_d = _get(data, "devices", list, where)
-    if not devices_d:
-        raise ValueError(f"{where}.devices: expected at least one device")
+    train = _train_stage(nested["train"], f"{where}.train", TrainStage)
+    devices_d = nested["devices"]
+    if not isinstance(devices_d, list) or not devices_d:
+        raise ValueError(f"{where}.devices: expected a list of at least one device, got {devices_d!r}")
     devices = tuple(_device(d, f"{where}.devices[{i}]") for i, d in enumerate(devices_d))
     names = [d.name for d in devices]
     if len(set(names)) != len(names):
         raise ValueError(f"{where}.devices: names repeat ({names}); expected distinct names")
-
-    search_d = _mapping(data, "search", where, required=False)
-    _check_keys(search_d, ["strategies", "settings", "recalibration_batches", "batch_size"], f"{where}.search")
-    strategies = _get(search_d, "strategies", list, f"{where}.search", ["evolution"])
-    from spos.evolution import STRATEGIES, EvolutionSettings
-
-    for s in strategies:
-        if s not in STRATEGIES:
-            raise ValueError(f"{where}.search.strategies: unknown strategy {s!r}; expected one of: {', '.join(STRATEGIES)}")
-    settings = _get(search_d, "settings", dict, f"{where}.search", None)
-    try:
-        EvolutionSettings(**(settings or {}))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}.search.settings: {exc}") from None
-    search = SearchStage(
-        tuple(strategies),
-        settings,
-        _positive(search_d, "recalibration_batches", f"{where}.search", 8),
-        _positive(search_d, "batch_size", f"{where}.search", 128),
-    )
-
-    retrain_d = _mapping(data, "retrain", where)
-    _check_keys(retrain_d, ["config", "overrides", "init_from_supernet"], f"{where}.retrain")
-    retrain = RetrainStage(
-        resolve_path(_get(retrain_d, "config", str, f"{where}.retrain"), f"{where}.retrain.config"),
-        _get(retrain_d, "overrides", dict, f"{where}.retrain", None),
-        _get(retrain_d, "init_from_supernet", bool, f"{where}.retrain", False),
-    )
-
-    export_d = _mapping(data, "export", where, required=False)
-    _check_keys(export_d, ["formats", "opset", "parity_images"], f"{where}.export")
-    formats = _get(export_d, "formats", list, f"{where}.export", ["onnx"])
-    for f in formats:
-        if f not in FORMATS:
-            raise ValueError(f"{where}.export.formats: unknown format {f!r}; expected one of: {', '.join(FORMATS)}")
-    if "onnx" not in formats:
-        raise ValueError(f"{where}.export.formats: expected 'onnx' among them (TensorRT engines are built from it)")
-    export = ExportStage(
-        tuple(formats),
-        _positive(export_d, "opset", f"{where}.export", 17),
-        _positive(export_d, "parity_images", f"{where}.export", 64),
-    )
+    search = _search_stage(nested.get("search") or {}, f"{where}.search")
+    retrain = _train_stage(nested["retrain"], f"{where}.retrain", RetrainStage)
+    export = _export_stage(nested.get("export") or {}, f"{where}.export")
     for d in devices:
-        if d.backend == "tensorrt" and "tensorrt" not in formats:
+        if d.backend == "tensorrt" and "tensorrt" not in export.formats:
             raise ValueError(f"{where}.export.formats: device {d.name!r} uses tensorrt; add 'tensorrt' to the formats")
 
     return PipelineConfig(
-        name=_name(_get(data, "name", str, where), f"{where}.name"),
-        seed=_get(data, "seed", int, where, 0),
-        train=train,
-        devices=devices,
-        search=search,
-        retrain=retrain,
-        export=export,
-        source=source,
+        name=top["name"], seed=top.get("seed", 0), train=train, devices=devices, search=search,
+        retrain=retrain, export=export, source=source,
     )
 
 

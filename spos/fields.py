@@ -77,6 +77,8 @@ def _convert(value: Any, kind: Any) -> Any:
         return Path(value) if isinstance(value, str) and value else _NO
     if typing.get_origin(kind) is tuple:
         item_kinds = typing.get_args(kind)
+        if len(item_kinds) == 2 and item_kinds[1] is Ellipsis and isinstance(value, (list, tuple)):
+            item_kinds = (item_kinds[0],) * len(value)  # tuple[X, ...]: a list of any length
         if not isinstance(value, (list, tuple)) or len(value) != len(item_kinds):
             return _NO
         items = [_convert(v, k) for v, k in zip(value, item_kinds)]
@@ -89,6 +91,8 @@ def _describe(options: tuple) -> str:
     for option in options:
         if option is type(None):
             names.append("null")
+        elif typing.get_origin(option) is tuple and typing.get_args(option)[-1] is Ellipsis:
+            names.append(f"a list, each {_describe(typing.get_args(option)[:1])}")
         elif typing.get_origin(option) is tuple:
             names.append(f"a list of {len(typing.get_args(option))} numbers")
         elif option is float:

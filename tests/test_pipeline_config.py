@@ -48,7 +48,26 @@ def edited(path: str, value) -> dict:
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        ("devices.0.batch", 0, r"devices\[0\]\.batch: expected a positive integer, got 0"),
+        ("devices.0.batch", 0, r"devices\[0\]\.batch: expected an integer >= 1, got 0"),
+        ("devices.0.batch", True, r"devices\[0\]\.batch: expected int, got True"),
+        ("devices.0.latency_fraction", [float("nan")], r"devices\[0\]\.latency_fraction\[0\]: expected a finite number, got nan"),
+        ("devices.0.latency_fraction", [0.3, 0.3], r"devices\[0\]: budgets repeat a value"),
+        ("devices.0.calibration_archs", 2, r"devices\[0\]\.calibration_archs: expected an integer >= 3, got 2"),
+        ("devices.0.validation_archs", 1, r"devices\[0\]\.validation_archs: expected 0 \(skip\) or at least 2"),
+        ("devices.0.timing", {"min_time_s": float("inf")}, r"devices\[0\]\.timing\.min_time_s: expected a finite number, got inf"),
+        ("devices.0.timing", {"max_cv": -0.1}, r"devices\[0\]\.timing: max_cv must be > 0"),
+        ("devices.0.timing", [1, 2], r"devices\[0\]\.timing: expected a mapping, got \[1, 2\]"),
+        ("devices.0.max_flops", -5, r"devices\[0\]\.max_flops: expected a positive count, got -5"),
+        ("devices.0.max_params", "lots", r"devices\[0\]\.max_params: bad size 'lots'"),
+        ("search.settings", {"mutation_prob": float("nan")}, r"search\.settings\.mutation_prob: expected a finite number, got nan"),
+        ("search.settings", {"topk": 100}, r"search\.settings: search topk 100 exceeds the population"),
+        ("search.batch_size", 0, r"search\.batch_size: expected an integer >= 1, got 0"),
+        ("search.strategies", [], r"search\.strategies: expected distinct strategy names"),
+        ("export.opset", 5, r"export\.opset: the exporter writes opsets 13\.\.\d+, got 5"),
+        ("export.opset", 99, r"export\.opset: the exporter writes opsets 13\.\.\d+, got 99"),
+        ("export.parity_images", 0, r"export\.parity_images: expected an integer >= 1, got 0"),
+        ("train.overrides", ["recipe.steps"], r"train\.overrides: expected a mapping of dotted keys"),
+        ("seed", -1, r"seed: expected an integer >= 0, got -1"),
         ("devices.0.backend", "coreml", r"devices\[0\]: unknown backend 'coreml'"),
         ("devices.0.latency_fraction", [1.5], r"devices\[0\]\.latency_fraction\[0\]: expected a number in \(0, 1\]"),
         ("devices.0.timing", {"min_time": 1}, r"devices\[0\]\.timing: .*min_time"),
@@ -65,6 +84,28 @@ def test_mistakes_name_the_key(path, value, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message) as info:
         parse_pipeline(edited(path, value), Path("demo.yaml"))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan"), (float("inf"), "inf"), (-1.0, "-1.0"), (0, "0")])
+def test_latency_budgets_must_be_finite_and_positive(value, shown):
+    data = edited("devices.0.latency_fraction", KeyError)
+    data["devices"][0]["latency_ms"] = [2.0, value]
+    with pytest.raises(ValueError, match=rf"devices\[0\]\.latency_ms\[1\]: expected a (positive|finite) number.*got {shown}"):
+        parse_pipeline(data, Path("demo.yaml"))
+
+
+def test_sections_load_into_typed_dataclasses():
+    from latency.timing import TimingSettings
+    from spos.evolution import EvolutionSettings
+
+    cfg = parse_pipeline(demo(), Path("demo.yaml"))
+    device = cfg.devices[0]
+    assert device.timing == TimingSettings(warmup_s=0.02, min_time_s=0.05, max_cv=0.15, retries=1)
+    assert cfg.search.settings == EvolutionSettings(population=16, generations=5, topk=6)
+    assert device.latency_fraction == (0.35, 0.7) and cfg.export.opset == 17
+    single = edited("devices.0.latency_fraction", KeyError)
+    single["devices"][0]["latency_ms"] = 2  # one budget may be given without a list
+    assert parse_pipeline(single, Path("demo.yaml")).devices[0].latency_ms == (2.0,)
 
 
 def test_device_without_budget_and_duplicate_names_are_refused():
