@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -14,8 +16,15 @@ from spos.constraints import (
     latency_constraint,
     params_constraint,
 )
+from latency.calibration import Calibration
+from latency.lut import Lut, LutMeta
+from latency.predictor import LatencyPredictor
+from latency.timing import Timing, TimingSettings
 from spos.cost import CostModel
 from spos.sampling import sample_uniform
+from spos.signature import head_signature, stem_signature, unique_signatures
+from spos.space import SearchSpace
+from tests.conftest import tiny_space_dict
 
 
 class BlockSumPredictor:
@@ -46,15 +55,55 @@ def test_bounds_accept_and_reject(cifar_space):
     assert Constraints().satisfied(arch) and Constraints().label == "unconstrained"
 
 
-def test_cheapest_reachable_is_exact(cifar_space):
-    costs = CostModel(cifar_space)
-    cheapest = costs.cheapest()
-    # the arch taking each block's cheapest choice reaches it: min over blocks is jointly reachable
-    rng = random.Random(1)
-    assert min(costs(sample_uniform(cifar_space, rng)).flops for _ in range(2000)) >= cheapest.flops
-    c = flops_constraint(costs, upper=cheapest.flops)
-    c.check_feasible()  # exactly at the floor is feasible
-    assert c.reachable_min == cheapest.flops
+TINY_PROXYLESS = {
+    "name": "tiny-proxyless", "input_size": 16, "in_channels": 3, "num_classes": 10, "activation": "relu6",
+    "stem": {"channels": 8, "kernel": 3, "stride": 1},
+    "fixed_blocks": [{"op": "mbconv_k3_e1", "channels": 8, "stride": 1}],
+    "stages": [{"channels": 16, "repeats": 2, "stride": 2}, {"channels": 16, "repeats": 1, "stride": 1}],
+    "ops": ["mbconv_k3_e3", "mbconv_k5_e6", "skip"],
+    "head": {"channels": 32, "dropout": 0.0, "bias": True},
+}
+TINY_SPACES = {
+    "shufflenet-channels": lambda: SearchSpace.from_dict(tiny_space_dict(), "tiny"),  # ops x channel choices
+    "proxyless-skip": lambda: SearchSpace.from_dict(TINY_PROXYLESS, "tiny-proxyless"),  # skip: no channel choice
+}
+
+
+def every_arch(space: SearchSpace) -> set[Arch]:
+    """The whole space, enumerated (canonical archs: ops without a channel choice collapse)."""
+    options = [[(o, c) for o in block.candidates for c in space.channel_choices] for block in space.blocks]
+    archs = set()
+    for combo in itertools.product(*options):
+        channels = tuple(c for _, c in combo) if space.searches_channels else None
+        archs.add(Arch(tuple(o for o, _ in combo), channels).validated(space))
+    return archs
+
+
+def random_lut_predictor(space: SearchSpace, model: str) -> LatencyPredictor:
+    """A LUT predictor with random, unordered entry latencies: per-block extremes are nothing like FLOPs'."""
+    rng = random.Random(0)
+    keys = [sig.key for sig in unique_signatures(space)] + [stem_signature(space).key, head_signature(space).key]
+    entries = {key: Timing(rng.uniform(0.05, 1.0), 0.0, 10, 0.0) for key in keys}
+    scale = (1.3,) if model == "total" else tuple(0.5 + 0.4 * i for i in range(len(space.stages)))
+    meta = LutMeta(space.name, space.hash, space.input_size, 1, "torch", "test", None, "fp32", 1, {"name": "toy"},
+                   TimingSettings())
+    return LatencyPredictor(Lut(meta, space.to_dict(), entries, {}, Calibration(model, scale, 0.2, 10, 0.0, 0.0)), space)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_SPACES))
+def test_reachable_ranges_are_exact(name):
+    """Every bound's reachable range is the true min / max over the whole (tiny, enumerated) space."""
+    space = TINY_SPACES[name]()
+    archs = every_arch(space)
+    costs = CostModel(space)
+    constraints = [flops_constraint(costs), params_constraint(costs)]
+    constraints += [latency_constraint(m, random_lut_predictor(space, m)) for m in ("total", "stage")]
+    for c in constraints:
+        values = [c.measure(a) for a in archs]
+        assert (c.reachable_min, c.reachable_max) == pytest.approx((min(values), max(values)), rel=1e-12), c.metric
+        replace(c, upper=c.reachable_min).check_feasible()  # exactly at the floor is feasible ...
+        with pytest.raises(ValueError, match="infeasible budget"):  # ... and just below it is not
+            replace(c, upper=c.reachable_min * (1 - 1e-9)).check_feasible()
 
 
 @pytest.mark.parametrize(
