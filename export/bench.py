@@ -4,7 +4,9 @@ The timing goes through the same ``latency.backends`` object that fills a
 LUT, so a benchmark and a LUT entry mean the same thing (median of
 synchronous runs after warm-up). Given a LUT, the file's arch is priced
 with it and the LUT's batch, backend, precision and device must be the ones
-benchmarked; its threads and timing settings are reused unless given.
+benchmarked; its threads and timing settings are reused unless given, and the
+prediction is compared with the run the LUT calls the latency (its
+``statistic``: the median, or the fastest run), like with like.
 """
 
 from __future__ import annotations
@@ -31,13 +33,18 @@ class BenchResult:
     arch: str | None
     predicted_ms: float | None = None
     lut: Path | None = None
+    statistic: str = "median"  # which run is "the latency": the LUT's statistic when a LUT is given
+
+    @property
+    def measured_ms(self) -> float:
+        return TimingSettings(statistic=self.statistic).value(self.timing)
 
     @property
     def error(self) -> float | None:
-        """Relative error of the LUT prediction: (predicted - measured) / measured."""
+        """Relative error of the LUT prediction against the same statistic: (predicted - measured) / measured."""
         if self.predicted_ms is None:
             return None
-        return (self.predicted_ms - self.timing.median_ms) / self.timing.median_ms
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,7 +54,10 @@ class BenchResult:
             "precision": self.precision,
             "threads": self.threads,
             "arch": self.arch,
+            "statistic": self.statistic,
+            "measured_ms": self.measured_ms,
             "median_ms": self.timing.median_ms,
+            "min_ms": self.timing.min_ms,
             "iqr_ms": self.timing.iqr_ms,
             "n": self.timing.n,
             "cv": self.timing.cv,
@@ -113,7 +123,7 @@ def bench_model(
         raise FileNotFoundError(f"model file not found: {path}")
     described = _describe(path)
     if precision is not None and described.precision not in (None, precision):
-        raise ValueError(f"{path} is a {described.precision} graph; --precision {precision} cannot change that")
+        raise ValueError(f"{path} is a {described.precision} graph; precision {precision!r} cannot change that")
     precision = precision or described.precision or "fp32"
     device = device or ("cuda" if backend == "tensorrt" else "cpu")
 
@@ -150,4 +160,6 @@ def bench_model(
         arch=str(described.arch) if described.arch is not None else None,
         predicted_ms=predictor(described.arch) if predictor is not None else None,
         lut=Path(lut) if lut is not None else None,
+        # A timing passed in may name another statistic; the prediction is in the LUT's.
+        statistic=table.meta.timing.statistic if predictor is not None else runner.config.timing.statistic,
     )

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from export.parity import ParityError, ParityResult, onnxruntime_parity, tensorrt_parity
+from spos.atomic import write_json_atomic
 from spos.model_file import LoadedModel, load_model
 
 FORMATS = ("onnx", "tensorrt")
@@ -136,8 +137,7 @@ def write_card(
         "artifacts": {"onnx": onnx_path.name, **({"engine": engine_path.name} if engine_path else {})},
         "parity": {p.runtime: p.to_json() for p in parity},
     }
-    path.write_text(json.dumps(card, indent=2) + "\n")
-    return path
+    return write_json_atomic(path, card, indent=2)
 
 
 @dataclass(frozen=True)
