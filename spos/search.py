@@ -44,6 +44,7 @@ from spos.constraints import (
     params_constraint,
 )
 from spos.cost import CostModel
+from spos.errors import HintedError
 from spos.evaluate import ScoreCache
 from spos.evolution import (
     STRATEGIES,
@@ -105,15 +106,15 @@ def build_budgets(
     sweeps: list[tuple[str, list[Constraint]]] = []
     if max_flops or min_flops is not None:
         uppers = list(max_flops) or [None]
-        sweeps.append(("--max-flops", [flops_constraint(costs, u, min_flops) for u in uppers]))
+        sweeps.append(("max_flops", [flops_constraint(costs, u, min_flops) for u in uppers]))
     if max_params or min_params is not None:
         uppers = list(max_params) or [None]
-        sweeps.append(("--max-params", [params_constraint(costs, u, min_params) for u in uppers]))
+        sweeps.append(("max_params", [params_constraint(costs, u, min_params) for u in uppers]))
     for bound in latency:
         if not bound.max_ms:
             raise ValueError(f"latency bound {bound.name!r} has no value; expected NAME=MS")
         items = [latency_constraint(bound.name, bound.predictor, ms, source=bound.source) for ms in bound.max_ms]
-        sweeps.append((f"--max-latency {bound.name}", items))
+        sweeps.append((f"latency bound {bound.name}", items))
     swept = [name for name, items in sweeps if len(items) > 1]
     if len(swept) > 1:
         raise ValueError(f"several bounds list several values ({', '.join(swept)}); expected at most one swept bound")
@@ -419,7 +420,7 @@ def _start_or_resume(
 ) -> tuple[dict[str, SearchState], dict[str, float]]:
     if not resume:
         if path.exists() or (out_dir / "result.json").exists():
-            raise ValueError(f"{out_dir} already holds a search; pass --resume to continue it or choose a new --out")
+            raise HintedError(f"{out_dir} already holds a search", hint="resume")
         return {}, {}
     if not path.is_file():
         return {}, {}  # nothing to resume: start fresh

@@ -15,6 +15,7 @@ import torch
 
 from pipeline.plots import ParetoPoint, pareto_frontier, plot_search
 from spos.arch import Arch
+from spos.errors import HintedError
 from spos.evolution import EvolutionSettings
 from spos.sampling import sample_uniform
 from spos.search import LatencyBound, build_budgets, run_search
@@ -90,8 +91,9 @@ def test_interrupted_search_resumes_to_the_same_result(cifar_space, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):  # dies mid-generation of the first run
         run_search(cifar_space, CountingScorer(cifar_space, fail_after=13), budgets, tmp_path / "cut", **kwargs)
-    with pytest.raises(ValueError, match="already holds a search; pass --resume"):
+    with pytest.raises(HintedError, match="already holds a search$") as refused:  # the library names no CLI flag
         run_search(cifar_space, CountingScorer(cifar_space), budgets, tmp_path / "cut", **kwargs)
+    assert refused.value.hint == "resume"
     scorer = CountingScorer(cifar_space)
     run_search(cifar_space, scorer, budgets, tmp_path / "cut", resume=True, **kwargs)
     assert (tmp_path / "cut" / "result.json").read_text() == (tmp_path / "full" / "result.json").read_text()

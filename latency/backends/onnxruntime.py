@@ -21,6 +21,7 @@ from latency.backends import BackendConfig
 from latency.device import describe_device
 from latency.timing import Timing, measure_stable, time_cpu
 from runtime.optional import MissingRuntime, import_optional
+from spos.errors import HintedError
 
 DEFAULT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # Providers that the onnxruntime-gpu wheel brings.
@@ -45,7 +46,7 @@ class OnnxRuntimeBackend:
             raise ValueError(message)
         self.on_device = self.provider != "CPUExecutionProvider"
         if self.on_device != (config.device == "cuda"):
-            raise ValueError(f"provider {self.provider!r} does not run on device {config.device!r}; pass the matching --device")
+            raise HintedError(f"provider {self.provider!r} does not run on device {config.device!r}", hint="device_match")
 
     def session(self, onnx_path: str | Path) -> Any:
         options = self.ort.SessionOptions()

@@ -21,6 +21,7 @@ from torch import nn
 
 from runtime.onnx import to_onnx
 from runtime.tensorrt import TensorRTRunner, build_engine, import_tensorrt, require_cuda
+from spos.errors import HintedError
 from latency.backends import BackendConfig
 from latency.device import describe_device
 from latency.timing import Timing, measure_stable, time_cuda
@@ -31,9 +32,9 @@ class TensorRTBackend:
         self.trt = import_tensorrt()
         require_cuda()
         if config.device != "cuda":
-            raise ValueError("the tensorrt backend runs on the GPU; pass --device cuda")
+            raise HintedError(f"the tensorrt backend runs on the GPU, got device {config.device!r}", hint="device_cuda")
         if config.provider is not None:
-            raise ValueError(f"the tensorrt backend has no execution providers, got --provider {config.provider!r}")
+            raise ValueError(f"the tensorrt backend has no execution providers, got provider {config.provider!r}")
         self.config = config
         self._tmp = tempfile.TemporaryDirectory(prefix="spos-trt-")
         self.timing_cache = (Path(work_dir) if work_dir is not None else Path(self._tmp.name)) / "tensorrt-timing.cache"

@@ -30,7 +30,7 @@ def torch_threads(n: int) -> Iterator[None]:
 class TorchBackend:
     def __init__(self, config: BackendConfig) -> None:
         if config.provider is not None:
-            raise ValueError(f"the torch backend has no execution providers, got --provider {config.provider!r}")
+            raise ValueError(f"the torch backend has no execution providers, got provider {config.provider!r}")
         if config.precision == "fp16" and config.device == "cpu":
             raise ValueError("precision fp16 on the torch backend needs device 'cuda' (CPU half kernels are not a deployment target)")
         self.config = config
