@@ -207,13 +207,35 @@ def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 class TensorSource:
-    """Samples from an in-memory image tensor (N, C, H, W) in [0, 1]."""
+    """Samples from an in-memory image tensor (N, C, H, W): float in [0, 1], or uint8 (0..255)."""
 
     def __init__(self, images: torch.Tensor, labels: Sequence[int], channels: int) -> None:
         self.images, self.labels, self.channels = images, list(labels), channels
 
     def __call__(self, i: int) -> tuple[torch.Tensor, int]:
-        return _to_channels(self.images[i], self.channels), self.labels[i]
+        image = self.images[i]
+        if image.dtype == torch.uint8:
+            image = image.float().div_(255)
+        return _to_channels(image, self.channels), self.labels[i]
+
+
+# Small datasets (CIFAR-sized ImageFolders) are decoded once into memory: re-decoding
+# every PNG every epoch costs more CPU than a small network's training step.
+_DECODE_IN_MEMORY_BYTES = 2 * 1024**3
+
+
+def _decoded(source: "PILSource", count: int) -> TensorSource | "PILSource":
+    """``source`` decoded once into a uint8 tensor, when that fits in `_DECODE_IN_MEMORY_BYTES`."""
+    size = source.size * source.size * source.channels * count
+    if size > _DECODE_IN_MEMORY_BYTES:
+        return source
+    images = torch.empty((count, source.channels, source.size, source.size), dtype=torch.uint8)
+    labels = []
+    for i in range(count):
+        image, label = source(i)
+        images[i] = image.mul(255).round_().to(torch.uint8)
+        labels.append(label)
+    return TensorSource(images, labels, source.channels)
 
 
 class PILSource:
@@ -288,8 +310,8 @@ def _imagefolder(cfg: DataConfig) -> _Raw:
     if cfg.in_channels == 1:
         mean, std = (sum(mean) / 3,), (sum(std) / 3,)
     return _Raw(
-        PILSource(train.samples, train.loader, cfg), list(train.targets),
-        PILSource(val.samples, val.loader, cfg), list(val.targets),
+        _decoded(PILSource(train.samples, train.loader, cfg), len(train.samples)), list(train.targets),
+        _decoded(PILSource(val.samples, val.loader, cfg), len(val.samples)), list(val.targets),
         mean, std, tuple(train.classes),
     )
 
@@ -307,7 +329,9 @@ def _cifar10(cfg: DataConfig) -> _Raw:
         ) from None
     mean, std = (_CIFAR10_MEAN, _CIFAR10_STD) if cfg.in_channels == 3 else ((0.4734,), (0.2516,))
 
-    def source(ds) -> PILSource:
+    def source(ds) -> TensorSource | PILSource:
+        if ds.data.shape[1:3] == (cfg.input_size, cfg.input_size):  # already decoded: (N, H, W, 3) uint8
+            return TensorSource(torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), ds.targets, cfg.in_channels)
         return PILSource([(img, int(y)) for img, y in zip(ds.data, ds.targets)], TF.to_pil_image, cfg)
 
     return _Raw(source(train), list(train.targets), source(test), list(test.targets), mean, std, tuple(train.classes))

@@ -59,10 +59,16 @@ class Supernet(nn.Module):
         return [p for m in modules for p in m.parameters()]
 
     @torch.no_grad()
-    def subnet(self, arch: Arch) -> StaticNet:
-        """A plain network for ``arch`` with this supernet's weights copied and sliced."""
+    def subnet(self, arch: Arch, *, bn_affine: bool = True) -> StaticNet:
+        """A plain network for ``arch`` with this supernet's weights copied and sliced.
+
+        ``bn_affine=False`` keeps a non-affine supernet's BatchNorms non-affine
+        (the same function and the same trainable parameters as the path).
+        """
         arch = arch.validated(self.space)
-        net = StaticNet(self.space, arch, bn_affine=True)
+        if self.bn_affine and not bn_affine:
+            raise ValueError("subnet(bn_affine=False): this supernet's BatchNorms are affine; expected bn_affine=True")
+        net = StaticNet(self.space, arch, bn_affine=bn_affine)
         copy_sliced(self.stem, net.stem)
         copy_sliced(self.fixed, net.fixed)
         copy_sliced(self.head, net.head)
@@ -89,6 +95,8 @@ def copy_sliced(src: nn.Module, dst: nn.Module) -> None:
             d.running_mean.copy_(s.running_mean[:c])
             d.running_var.copy_(s.running_var[:c])
             d.num_batches_tracked.copy_(s.num_batches_tracked)
+            if not d.affine:
+                continue
             if s.affine:
                 d.weight.copy_(s.weight[:c])
                 d.bias.copy_(s.bias[:c])
