@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "pipeline.commands.lut",
     "pipeline.commands.export",
     "pipeline.commands.bench",
+    "pipeline.commands.correlate",
     "pipeline.commands.retrain",
     "pipeline.commands.run",
     "pipeline.commands.search",

@@ -1,0 +1,140 @@
+"""`spos correlate`: supernet scores vs stand-alone training, stratified archs, resume, CLI contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import spos.retrain
+from pipeline.cli import main
+from spos.checkpoint import load_supernet, save_atomic, supernet_payload
+from spos.correlate import CorrelateSettings, ExistingCorrelation, correlate, rank_correlation, stratified_by_flops
+from spos.cost import CostModel
+from spos.space import SearchSpace
+from spos.supernet import Supernet
+from tests.conftest import tiny_space_dict
+
+SETTINGS = CorrelateSettings(num_archs=3, steps=4, seed=0, recal_batches=1, batch_size=32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def supernet_file(tmp_path) -> Path:
+    """An untrained tiny-space supernet in `spos train`'s format, on digits."""
+    from spos.config import load_train_config
+
+    root = tmp_path / "supernet"
+    root.mkdir()
+    (root / "tiny.yaml").write_text(yaml.safe_dump(tiny_space_dict()))
+    (root / "train.yaml").write_text(yaml.safe_dump({
+        "space": "tiny.yaml", "data": {"dataset": "digits", "search_val_per_class": 10},
+        "recipe": {"steps": 1, "batch_size": 32}, "checkpoint_every": 2, "log_every": 1,
+    }))
+    torch.manual_seed(0)
+    supernet = Supernet(SearchSpace.from_dict(tiny_space_dict(), "tiny"))
+    return save_atomic(supernet_payload(supernet, load_train_config(root / "train.yaml"), 0), root / "supernet.pt")
+
+
+def test_stratified_archs_span_the_flops_range(tiny_space):
+    import random
+
+    archs = stratified_by_flops(tiny_space, 5, random.Random(0))
+    flops = [CostModel(tiny_space)(a).flops for a in archs]
+    assert len(set(map(str, archs))) == 5
+    assert flops == sorted(flops) and flops[0] < flops[-1]
+    # the ends of the sample are the ends of a large uniform draw: near the space's extremes
+    costs = CostModel(tiny_space)
+    low, high = costs.cheapest().flops, costs.largest().flops
+    assert flops[0] - low < 0.2 * (high - low) and high - flops[-1] < 0.2 * (high - low)
+
+
+def test_rank_correlation_matches_definitions():
+    tau, rho = rank_correlation([0.1, 0.2, 0.3, 0.4], [0.5, 0.4, 0.7, 0.9])
+    # pairs: 6, discordant: (1,2) only -> tau = (5 - 1) / 6
+    assert tau == pytest.approx(4 / 6)
+    assert rho == pytest.approx(0.8)
+
+
+def test_correlate_scores_trains_and_writes_the_result(supernet_file, tmp_path):
+    loaded = load_supernet(supernet_file)
+    result = correlate(loaded, "abc", tmp_path / "out", SETTINGS)
+    assert result.num_archs == 3 and len({p.arch for p in result.archs}) == 3
+    written = json.loads((tmp_path / "out" / "correlation.json").read_text())
+    assert written["kendall_tau"] == result.kendall_tau and written["num_archs"] == 3
+    for i, point in enumerate(result.archs):
+        # the stand-alone figure is the retrained model's own test top-1
+        model = torch.load(tmp_path / "out" / "standalone" / f"{i:03d}" / "model.pt", weights_only=True)
+        assert model["metrics"]["test_top1"] == point.standalone_top1
+        assert model["metrics"]["step"] == SETTINGS.steps
+        assert 0.0 <= point.supernet_top1 <= 1.0
+
+
+def test_interrupted_correlation_resumes_without_retraining(supernet_file, tmp_path, monkeypatch):
+    loaded = load_supernet(supernet_file)
+    reference = correlate(loaded, "abc", tmp_path / "reference", SETTINGS)
+
+    real_retrain, calls = spos.retrain.retrain, []
+
+    def failing_retrain(arch, *args, **kwargs):
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # killed during the second stand-alone run
+        calls.append(str(arch))
+        return real_retrain(arch, *args, **kwargs)
+
+    monkeypatch.setattr(spos.retrain, "retrain", failing_retrain)
+    with pytest.raises(KeyboardInterrupt):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "run", SETTINGS)
+    with pytest.raises(ExistingCorrelation):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "run", SETTINGS)
+
+    monkeypatch.setattr(spos.retrain, "retrain", lambda arch, *a, **k: calls.append(str(arch)) or real_retrain(arch, *a, **k))
+    resumed = correlate(load_supernet(supernet_file), "abc", tmp_path / "run", SETTINGS, resume=True)
+    assert calls[0] == reference.archs[0].arch and reference.archs[0].arch not in calls[1:]
+    assert len(calls) == 3
+    assert resumed == reference
+
+
+def test_resume_with_other_settings_or_supernet_is_refused(supernet_file, tmp_path):
+    correlate(load_supernet(supernet_file), "abc", tmp_path / "run", SETTINGS)
+    with pytest.raises(ValueError, match=r"steps = 4, now 5"):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "run",
+                  CorrelateSettings(num_archs=3, steps=5, recal_batches=1, batch_size=32), resume=True)
+    with pytest.raises(ValueError, match="supernet_sha256"):
+        correlate(load_supernet(supernet_file), "other", tmp_path / "run", SETTINGS, resume=True)
+
+
+def test_a_folder_that_is_not_a_correlation_run_is_left_alone(supernet_file, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty"):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "mine", SETTINGS)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_cli_json_contract(supernet_file, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--steps", "4",
+                 "--recal-batches", "1", "--batch-size", "32", "--out", str(out), "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"kendall_tau", "spearman", "num_archs", "archs"} <= set(data)
+    assert data["num_archs"] == 3 and -1.0 <= data["kendall_tau"] <= 1.0
+    assert all({"arch", "supernet_top1", "standalone_top1", "flops"} <= set(a) for a in data["archs"])
+    assert (out / "correlation.png").stat().st_size > 0
+
+    code = main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--steps", "4", "--out", str(out)])
+    assert code == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["correlate", "--supernet", str(supernet_file), "--num-archs", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "at least 3 archs, got 2" in capsys.readouterr().err
