@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.output import human_count
+from spos.atomic import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class DeploymentRow:
     measured_ms: float | None  # whole-network benchmark on the device
     top1: float | None  # retrained network on the untouched test split
     artifacts: dict[str, Path] = field(default_factory=dict)  # name -> file
+    statistic: str = "median"  # which run measured_ms is: the LUT's own statistic, so the two compare
 
     @property
     def latency_error(self) -> float | None:
@@ -53,8 +55,10 @@ def _link(path: Path, base: Path) -> str:
 
 
 def device_table(rows: list[DeploymentRow], base: Path) -> list[str]:
+    statistics = sorted({r.statistic for r in rows})
+    measured = "measured ms" + (f" ({statistics[0]} run)" if statistics != ["median"] else "")
     lines = [
-        "| budget | arch | FLOPs | params | predicted ms | measured ms | LUT error | top-1 | artifacts |",
+        f"| budget | arch | FLOPs | params | predicted ms | {measured} | LUT error | top-1 | artifacts |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -74,6 +78,7 @@ def render_report(
     *,
     facts: dict[str, str] | None = None,
     stage_times: dict[str, float] | None = None,
+    warnings: list[str] | None = None,
 ) -> str:
     """Markdown with links relative to ``base`` (the folder the report is written to)."""
     lines = [f"# {title}", ""]
@@ -81,6 +86,8 @@ def render_report(
         lines.append(f"- **{key}**: {value}")
     if facts:
         lines.append("")
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     devices: dict[str, list[DeploymentRow]] = {}
     for row in rows:
         devices.setdefault(row.device, []).append(row)
@@ -136,10 +143,11 @@ def write_report(
     *,
     facts: dict[str, str] | None = None,
     stage_times: dict[str, float] | None = None,
+    warnings: list[str] | None = None,
 ) -> Path:
     """Write ``path`` (report.md) and, beside it, the latency plot of ``rows``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     latency = latency_plot(rows, path.parent / "latency_predicted_vs_measured.png")
     all_plots = ([Plot("Predicted vs measured latency", latency)] if latency else []) + plots
-    path.write_text(render_report(title, rows, all_plots, path.parent, facts=facts, stage_times=stage_times))
-    return path
+    text = render_report(title, rows, all_plots, path.parent, facts=facts, stage_times=stage_times, warnings=warnings)
+    return write_text_atomic(path, text)

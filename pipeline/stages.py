@@ -5,12 +5,15 @@ profile/<device> -> train -> search/<device> -> retrain/<device>/<budget>
 Budgets are numbered in the order `spos.search.build_budgets` makes them
 (the order of ``latency_ms`` in the pipeline file). Each function writes
 only into its stage folder and returns the files it produced; resuming is
-the library's own (``resume=ctx.resume``).
+the library's own (``resume=ctx.resume``). Each stage's parameters (its
+input hash) are exactly the settings it reads, so changing a latency budget
+reruns the searches, not the profiling.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,7 +22,10 @@ from typing import Any, Callable
 from pipeline.config import DeviceTarget, PipelineConfig
 from pipeline.report import DeploymentRow, Plot, write_report
 from pipeline.run import RunResult, StageContext, StageEvent, StageSpec, run_stages
+from spos.atomic import write_json_atomic
 from spos.config import TrainConfig, load_train_config
+
+TRAINED_RANGE = "trained-range.json"  # the search stage's check of its budgets against the supernet's training
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,6 @@ def prepare(cfg: PipelineConfig) -> Prepared:
     return Prepared(cfg, train, retrain)
 
 
-def _timing(device: DeviceTarget):
-    from latency.timing import TimingSettings
-
-    return TimingSettings(**(device.timing or {}))
-
-
 def export_batch(device: DeviceTarget) -> int:
     """TensorRT: the profiled batch is the profile's max and opt. Others: at least 2, since
     a dynamic batch axis traced at batch 1 may be specialized away by the exporter."""
@@ -59,19 +59,24 @@ def export_batch(device: DeviceTarget) -> int:
 def profile_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
     from latency.backends import BackendConfig
     from latency.profile import profile_space
-    from latency.validate import validate_lut
+    from latency.validate import validate_lut, validation_path
 
     lut = ctx.stage_dir / "lut.json"
     config = BackendConfig(device.backend, device.device, device.provider, device.batch, device.precision,
-                           device.threads, _timing(device))
+                           device.threads, device.timing)
     profile_space(p.train.load_space(), config, lut, calibration_archs_count=device.calibration_archs,
                   seed=p.cfg.seed, resume=ctx.resume)
     outputs = {"lut": lut}
     if device.validation_archs:
+        # Beside the LUT, not in it: `spos lut validate` may redo them without changing the profile.
         plot = ctx.stage_dir / "lut-validation.png"
         validate_lut(lut, device.validation_archs, seed=p.cfg.seed + 1, plot_path=plot)
+        outputs["validation"] = validation_path(lut)
         outputs["validation_plot"] = plot
     return outputs
+
+
+PROFILE_ANNOTATIONS = ("validation", "validation_plot")
 
 
 def train_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
@@ -85,8 +90,8 @@ def train_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
 def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
     from latency.budget import lut_predictor, lut_source
     from spos.checkpoint import load_supernet
-    from spos.evolution import EvolutionSettings
     from spos.search import EvaluationSettings, LatencyBound, build_budgets, search_supernet
+    from spos.trained_range import check_budgets_trained
 
     supernet_path = ctx.input("train", "supernet")
     loaded = load_supernet(supernet_path)
@@ -103,13 +108,17 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
         max_params=[device.max_params] if device.max_params else [],
         latency=latency,
     )
+    checks = check_budgets_trained(loaded.config, space, budgets)
+    write_json_atomic(ctx.stage_dir / TRAINED_RANGE, {"checks": [c.to_json() for c in checks]}, indent=2)
+    for check in checks:
+        if check.warning():
+            print(f"warning: {device.name}: {check.warning()}", file=sys.stderr)
     search = p.cfg.search
     evaluation = EvaluationSettings(search.recalibration_batches, search.batch_size, recal_seed=p.cfg.seed,
                                     device="auto")
     outcome = search_supernet(loaded, supernet_path, budgets, ctx.stage_dir, evaluation=evaluation,
-                    strategies=search.strategies, settings=EvolutionSettings(**(search.settings or {})),
-                    seed=p.cfg.seed, resume=ctx.resume)
-    outputs = {"result": ctx.stage_dir / "result.json"}
+                    strategies=search.strategies, settings=search.settings, seed=p.cfg.seed, resume=ctx.resume)
+    outputs = {"result": ctx.stage_dir / "result.json", "trained_range": ctx.stage_dir / TRAINED_RANGE}
     from pipeline.plots import plot_search  # matplotlib only where a search finished
 
     outputs["search_plot"], outputs["pareto_plot"] = plot_search(outcome)
@@ -125,7 +134,9 @@ def budget_ms(device: DeviceTarget, predictor: Any) -> tuple[float, ...]:
 
 
 def budget_entry(result_path: Path, index: int) -> dict[str, Any]:
-    budgets = json.loads(result_path.read_text())["budgets"]
+    from spos.readers import read_json
+
+    budgets = read_json(result_path, "search result")["budgets"]
     if index >= len(budgets):
         raise ValueError(f"{result_path} has {len(budgets)} budgets; budget {index + 1} was expected")
     return budgets[index]
@@ -166,10 +177,9 @@ def bench_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext
         "tensorrt": ctx.input(f"export/{budget}", "engine") if device.backend == "tensorrt" else None,
     }[device.backend]
     result = bench_model(model, device.backend, batch=device.batch, device=device.device, provider=device.provider,
-                         precision=device.precision, threads=device.threads, timing=_timing(device),
+                         precision=device.precision, threads=device.threads, timing=device.timing,
                          lut=ctx.input(f"profile/{device.name}", "lut"))
-    out = ctx.stage_dir / "bench.json"
-    out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    out = write_json_atomic(ctx.stage_dir / "bench.json", result.to_json(), indent=2)
     return {"bench": out}
 
 
@@ -187,11 +197,15 @@ def build_stages(p: Prepared) -> list[StageSpec]:
     retrain_identity = {**p.retrain.to_dict(), "init_from_supernet": cfg.retrain.init_from_supernet}
     stages = []
     for d in cfg.devices:
-        stages.append(StageSpec(f"profile/{d.name}", {"device": _device_json(d), "space_hash":
-                                train_identity["space_hash"], "seed": cfg.seed}, partial(profile_stage, p, d)))
+        profile_params = {"measurement": d.measurement(), "calibration_archs": d.calibration_archs,
+                          "validation_archs": d.validation_archs, "space_hash": train_identity["space_hash"],
+                          "seed": cfg.seed}
+        stages.append(StageSpec(f"profile/{d.name}", profile_params, partial(profile_stage, p, d),
+                                annotations=PROFILE_ANNOTATIONS))
     stages.append(StageSpec("train", train_identity, partial(train_stage, p)))
     for d in cfg.devices:
-        search_params = {"search": cfg.section("search"), "device": _device_json(d), "seed": cfg.seed}
+        # The LUT (an upstream output) stands for the measurement settings.
+        search_params = {"search": cfg.section("search"), "budgets": d.budgets(), "seed": cfg.seed}
         stages.append(StageSpec(f"search/{d.name}", search_params, partial(search_stage, p, d),
                                 needs=("train", f"profile/{d.name}")))
         for k in range(num_budgets(d)):
@@ -199,18 +213,13 @@ def build_stages(p: Prepared) -> list[StageSpec]:
             retrain_needs = (f"search/{d.name}",) + (("train",) if cfg.retrain.init_from_supernet else ())
             stages.append(StageSpec(f"retrain/{b}", {**retrain_identity, "budget": k},
                                     partial(retrain_stage, p, d, k), needs=retrain_needs))
-            stages.append(StageSpec(f"export/{b}", {"export": cfg.section("export"), "device": _device_json(d),
-                                                    "seed": cfg.seed},
-                                    partial(export_stage, p, d, k), needs=(f"retrain/{b}",)))
-            stages.append(StageSpec(f"bench/{b}", {"device": _device_json(d)}, partial(bench_stage, p, d, k),
+            export_params = {"export": cfg.section("export"), "tensorrt": d.backend == "tensorrt",
+                             "batch": export_batch(d), "precision": d.precision, "seed": cfg.seed}
+            stages.append(StageSpec(f"export/{b}", export_params, partial(export_stage, p, d, k),
+                                    needs=(f"retrain/{b}",)))
+            stages.append(StageSpec(f"bench/{b}", {"measurement": d.measurement()}, partial(bench_stage, p, d, k),
                                     needs=(f"profile/{d.name}", f"retrain/{b}", f"export/{b}")))
     return stages
-
-
-def _device_json(device: DeviceTarget) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(device)
 
 
 # ---- the report --------------------------------------------------------------------------
@@ -225,13 +234,15 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
             b = f"{d.name}/budget-{k + 1}"
             entry = budget_entry(outputs[f"search/{d.name}"]["result"], k)
             bench = json.loads(outputs[f"bench/{b}"]["bench"].read_text())
+            # The figure the LUT predicts (its statistic); bench files of older runs have only the median.
+            measured = bench.get("measured_ms", bench["median_ms"])
             model = load_model(outputs[f"retrain/{b}"]["model"])
             artifacts = {"model.pt": outputs[f"retrain/{b}"]["model"], **{
                 name: path for name, path in outputs[f"export/{b}"].items() if name in ("onnx", "engine")}}
             rows.append(DeploymentRow(
                 device=d.name, backend=f"{d.backend}, batch {d.batch}, {d.precision}", budget=entry["label"],
                 arch=entry["best"]["arch"], flops=entry["best"]["flops"], params=entry["best"]["params"],
-                predicted_ms=bench["predicted_ms"], measured_ms=bench["median_ms"],
+                predicted_ms=bench["predicted_ms"], measured_ms=measured, statistic=bench.get("statistic", "median"),
                 top1=model.metrics.get("test_top1"), artifacts=artifacts,
             ))
     return rows
@@ -249,6 +260,25 @@ def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> li
     return plots
 
 
+def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[str]:
+    """What the stages found questionable: budgets outside the range the supernet trained."""
+    from spos.readers import read_json
+
+    warnings = []
+    for d in cfg.devices:
+        path = outputs[f"search/{d.name}"].get("trained_range")
+        if path is None:
+            continue
+        from spos.trained_range import RangeCheck
+
+        for check in read_json(path, "trained-range check")["checks"]:
+            check = RangeCheck(check["budget"], check["metric"], check["bound"], check["trained_low"],
+                               check["trained_high"], check.get("unit", ""))
+            if check.warning():
+                warnings.append(f"{d.name}: {check.warning()}")
+    return warnings
+
+
 @dataclass(frozen=True)
 class PipelineResult:
     run: RunResult
@@ -264,6 +294,7 @@ def run_pipeline(
     identity = {"name": cfg.name, "file": str(cfg.source)}
     result = run_stages(build_stages(prepared), run_dir, pipeline=identity, on_event=on_event)
     rows = report_rows(cfg, result.outputs)
+    warnings = report_warnings(cfg, result.outputs)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     times = {sid: rec["wall_s"] for sid, rec in manifest["stages"].items() if rec.get("wall_s") is not None}
     report = write_report(
@@ -271,6 +302,6 @@ def run_pipeline(
         facts={"pipeline file": str(cfg.source), "supernet": str(result.outputs["train"]["supernet"]),
                "space": prepared.train.load_space().name, "data": prepared.train.data.dataset,
                "accuracy": "top-1 of the retrained network on the dataset's untouched test split"},
-        stage_times=times,
+        stage_times=times, warnings=warnings,
     )
     return PipelineResult(result, report, rows)

@@ -11,7 +11,7 @@ from pipeline.cli import main
 from tests.conftest import tiny_space_dict
 
 
-def tiny_pipeline(tmp_path, retrain_steps: int = 6):
+def tiny_pipeline(tmp_path, retrain_steps: int = 6, fractions=(0.5, 0.9)):
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(tiny_space_dict(in_channels=1)))
     train = {
         "space": "space.yaml", "data": {"dataset": "digits", "search_val_per_class": 5},
@@ -25,7 +25,7 @@ def tiny_pipeline(tmp_path, retrain_steps: int = 6):
         "devices": [{
             "name": "cpu-ort", "backend": "onnxruntime", "batch": 1, "threads": 1,
             "timing": {"warmup_s": 0.0, "min_time_s": 0.005, "min_runs": 3, "max_cv": 1.0, "retries": 0},
-            "calibration_archs": 3, "latency_fraction": [0.5, 0.9],
+            "calibration_archs": 3, "latency_fraction": list(fractions),
         }],
         "search": {"settings": {"population": 4, "generations": 2, "topk": 2}, "recalibration_batches": 1,
                    "batch_size": 50},
@@ -61,3 +61,36 @@ def test_tiny_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path, capsys)
     after = manifest_times(run_dir)
     changed = sorted(k for k in first if after[k] != first[k])
     assert changed == sorted(f"{s}/cpu-ort/budget-{b}" for s in ("retrain", "export", "bench") for b in (1, 2))
+
+    # Validating the run's LUT by hand keeps the profile (and all else) up to date.
+    lut = run_dir / "profile" / "cpu-ort" / "lut.json"
+    assert main(["lut", "validate", str(lut), "--num-archs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(tiny_pipeline(tmp_path, retrain_steps=4)), "--out", str(run_dir)]) == 0
+    assert "9 up to date" in capsys.readouterr().out
+
+    # A new budget reruns the search and what follows it, never the profile or the training.
+    assert main(["run", str(tiny_pipeline(tmp_path, retrain_steps=4, fractions=[0.6, 0.9])), "--out",
+                 str(run_dir)]) == 0
+    final = manifest_times(run_dir)
+    assert final["profile/cpu-ort"] == first["profile/cpu-ort"] and final["train"] == first["train"]
+    assert final["search/cpu-ort"] != first["search/cpu-ort"]
+    assert (run_dir / "search" / "cpu-ort" / "trained-range.json").is_file()
+
+    # A failing rerun (a bad value the exporter meets) keeps the previous export.
+    onnx = (run_dir / "export" / "cpu-ort" / "budget-1" / "model.onnx").read_bytes()
+    bad = yaml.safe_load(tiny_pipeline(tmp_path, retrain_steps=4, fractions=[0.6, 0.9]).read_text())
+    bad["export"]["opset"] = 5
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    assert main(["run", str(tmp_path / "bad.yaml"), "--out", str(run_dir)]) == 2
+    assert "export.opset: the exporter writes opsets 13.." in capsys.readouterr().err
+    assert (run_dir / "export" / "cpu-ort" / "budget-1" / "model.onnx").read_bytes() == onnx
+
+
+def test_run_refuses_a_folder_that_is_not_a_run_folder(tmp_path, capsys):
+    data = tmp_path / "dataset"
+    (data / "train" / "cat").mkdir(parents=True)
+    (data / "train" / "cat" / "1.png").write_bytes(b"png")
+    assert main(["run", str(tiny_pipeline(tmp_path)), "--out", str(data)]) == 2
+    assert "is not empty and holds no manifest.json, so it is not a run folder" in capsys.readouterr().err
+    assert (data / "train" / "cat" / "1.png").read_bytes() == b"png" and sorted(data.iterdir()) == [data / "train"]

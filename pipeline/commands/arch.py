@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import random
 
+from pipeline.arch_option import add_arch_options, arch_from_args
 from pipeline.output import human_count, print_json
-from spos.arch import Arch
 # spos modules are imported by the handlers: the `spos` parser imports every command module (fast --help).
 
 
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     info = sub.add_parser("info", help="FLOPs and params of an architecture")
     info.add_argument("--space", required=True, help="search space YAML file")
-    info.add_argument("--arch", required=True, help="arch string ('2,1,0,...' or '2:4,1:7,...') or JSON file")
+    add_arch_options(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=arch_info)
 
@@ -32,7 +32,7 @@ def arch_info(args: argparse.Namespace) -> int:
     from spos.space import SearchSpace
 
     space = SearchSpace.from_yaml(args.space)
-    arch = Arch.load(args.arch).validated(space)
+    arch = arch_from_args(args).validated(space)
     cost = CostModel(space)(arch)
     channels = arch.channels or (None,) * len(arch.ops)
     blocks = [

@@ -6,6 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from pipeline.arch_option import add_arch_options, arch_from_args
 from pipeline.output import print_json
 
 # The latency modules (numpy, scipy, torch) are imported by the handlers: registering a command stays cheap.
@@ -22,12 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     predict = sub.add_parser("predict", help="predicted latency of an architecture")
     predict.add_argument("lut", help="LUT JSON file")
-    predict.add_argument("--arch", required=True, help="arch string ('2,1,0,...' or '2:4,1:7,...') or JSON file")
+    add_arch_options(predict)
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=lut_predict)
 
     validate = sub.add_parser("validate", help="measure fresh whole networks and compare with predictions")
-    validate.add_argument("lut", help="LUT JSON file (the validation report is stored in it)")
+    validate.add_argument("lut", help="LUT JSON file (the report is written beside it: LUT-validation.json)")
     validate.add_argument("--num-archs", type=int, default=30, help="archs to measure, twice each (default 30)")
     validate.add_argument("--seed", type=int, default=1, help="seed of the validation archs (default 1)")
     validate.add_argument("--plot", help="where to draw predicted vs measured (default LUT-validation.png beside the LUT)")
@@ -38,14 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def lut_show(args: argparse.Namespace) -> int:
     from latency.lut import Lut
     from latency.predictor import LatencyPredictor
+    from latency.validate import load_validation
 
     lut = Lut.load(args.lut)
+    validation = load_validation(args.lut, lut)
     if args.json:
         data = lut.to_dict()
         data["entries"] = len(lut.entries)
         data["networks"] = len(lut.networks)
-        if lut.validation:
-            data["validation"] = lut.validation.summary()
+        data["validation"] = validation.report.summary() if validation.report else None
+        data["validation_state"] = validation.state
         print_json(data)
         return 0
     m = lut.meta
@@ -66,6 +69,11 @@ def lut_show(args: argparse.Namespace) -> int:
         values = sorted(t.value(v) for v in timings)
         print(f"{kind:<12} {len(timings):>4} {values[0]:>10.3f} {values[len(values) // 2]:>10.3f} "
               f"{values[-1]:>10.3f} {max(v.cv for v in timings):>7.3f}")
+    noisy = lut.noisy()
+    if noisy:
+        worst = ", ".join(f"{key} (CV {cv:.2f})" for key, cv in list(noisy.items())[:3])
+        print(f"NOISY      {len(noisy)} measurements above the LUT's max CV {t.max_cv} after re-measuring: {worst}"
+              f"{', ...' if len(noisy) > 3 else ''}; their figures are unreliable (re-profile on a quieter machine)")
     cal = lut.calibration
     if cal is None:
         print("calibration none (profile incomplete: rerun spos profile with the same --out)")
@@ -76,8 +84,10 @@ def lut_show(args: argparse.Namespace) -> int:
         space = lut.search_space()
         predictor = LatencyPredictor(lut, space)
         print(f"range      predicted {predictor.min_ms():.3f} .. {predictor.max_ms():.3f} ms over the space")
-    v = lut.validation
-    if v is None:
+    v = validation.report
+    if validation.state == "stale":
+        print(f"validation stale: {validation.source} was made for an earlier version of this LUT (run spos lut validate)")
+    elif v is None:
         print("validation none (run spos lut validate)")
     else:
         print(f"validation {v.num_archs} archs: MAPE {v.mape:.2f}%, max {v.max_error:.2f}%, within 5% {v.within_5pct:.0%}, "
@@ -88,21 +98,20 @@ def lut_show(args: argparse.Namespace) -> int:
 def lut_predict(args: argparse.Namespace) -> int:
     from latency.lut import Lut
     from latency.predictor import LatencyPredictor
-    from spos.arch import Arch
 
     lut = Lut.load(args.lut)
     space = lut.search_space()
-    arch = Arch.load(args.arch).validated(space)
+    arch = arch_from_args(args).validated(space)
     ms = LatencyPredictor(lut, space)(arch)
     if args.json:
         print_json({"arch": str(arch), "latency_ms": ms})
     else:
-        print(f"{ms:.3f}")
+        print(f"predicted latency {ms:.3f} ms ({lut.meta.backend}, batch {lut.meta.batch}, {lut.meta.device_name})")
     return 0
 
 
 def lut_validate(args: argparse.Namespace) -> int:
-    from latency.validate import default_plot_path, validate_lut
+    from latency.validate import default_plot_path, validate_lut, validation_path
 
     plot = args.plot or default_plot_path(Path(args.lut))
     report = validate_lut(args.lut, args.num_archs, seed=args.seed, plot_path=plot)
@@ -112,5 +121,5 @@ def lut_validate(args: argparse.Namespace) -> int:
     print(f"{report.num_archs} archs, each measured twice: MAPE {report.mape:.2f}% (noise floor {report.noise_floor_mape:.2f}%), "
           f"max error {report.max_error:.2f}%")
     print(f"within 5%: {report.within_5pct:.0%}, within 10%: {report.within_10pct:.0%}, Kendall tau {report.kendall_tau:.3f}")
-    print(f"stored in {args.lut}; plot {plot}")
+    print(f"stored in {validation_path(args.lut)}; plot {plot}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.arch_option import add_arch_options, arch_from_args
 from pipeline.output import human_count, print_json
 
 
@@ -15,8 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "metrics.jsonl, progress as in spos train), then measures top-1 on the dataset's test split. "
         "Writes OUT/model.pt (arch, space, weights, config, metrics) for spos export / spos bench.",
     )
-    p.add_argument("--arch", required=True, help="arch string, arch JSON, or a search result.json")
-    p.add_argument("--budget", help="which budget's best arch, when result.json holds several")
+    add_arch_options(p)
     p.add_argument("--config", required=True, help="training config YAML (space, data, recipe)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--init-from-supernet", metavar="SUPERNET.pt",
@@ -32,13 +32,12 @@ def retrain(args: argparse.Namespace) -> int:
     from spos.config import load_train_config
     from spos.cost import CostModel
     from spos.retrain import retrain as run_retrain
-    from spos.retrain import searched_arch
     from spos.train import ExistingRun
 
     from pipeline.commands.train import existing_run_message
 
     cfg = load_train_config(args.config, seed=args.seed)
-    arch = searched_arch(args.arch, args.budget)
+    arch = arch_from_args(args)
     try:
         result = run_retrain(arch, cfg, args.out, init_from_supernet=args.init_from_supernet,
                              max_steps=args.max_steps, resume=args.resume)
