@@ -25,7 +25,7 @@ from spos.distributed import barrier, init_distributed, shutdown
 from spos.hashing import file_sha256
 from spos.model_file import save_model
 from spos.network import StaticNet
-from spos.readers import is_existing_file, read_json
+from spos.searched_arch import searched_arch  # noqa: F401 (its home before it moved to a torch-free module)
 from spos.space import SearchSpace
 from spos.train import LoopSettings, train_network
 
@@ -47,32 +47,6 @@ class RetrainResult:
     @property
     def finished(self) -> bool:
         return self.step >= self.total_steps
-
-
-def searched_arch(text_or_path: str | Path, budget: str | None = None) -> Arch:
-    """An arch string, an arch JSON file, or a search ``result.json`` (with ``budget``: that budget's best)."""
-    path = Path(text_or_path)
-    if budget is None:
-        try:
-            return Arch.load(text_or_path)
-        except ValueError:
-            if not is_existing_file(path):
-                raise
-            data = read_json(path, "search result")
-            budgets = data.get("budgets") if isinstance(data, dict) else None
-            labels = [b.get("label") for b in budgets if isinstance(b, dict)] if isinstance(budgets, list) else []
-            if not labels:
-                raise
-            raise ValueError(f"{path} holds {len(labels)} budgets; pick one with --budget, one of: "
-                             + "; ".join(map(str, labels))) from None
-    data = read_json(path, "search result") if is_existing_file(path) else None
-    if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
-        raise ValueError(f"--budget needs a search result.json with budgets; got {text_or_path}")
-    for entry in data["budgets"]:
-        if entry.get("label") == budget:
-            return Arch.from_json(entry["best"])
-    labels = "; ".join(str(b.get("label")) for b in data["budgets"])
-    raise ValueError(f"{path} has no budget {budget!r}; expected one of: {labels}")
 
 
 @torch.no_grad()
@@ -144,7 +118,7 @@ def retrain(
             out_dir=out_dir, recipe=cfg.recipe, seed=cfg.seed, identity=identity, workers=cfg.data.workers,
             checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, eval_every=cfg.eval.every,
             extra={"space": space.to_dict(), "arch": str(arch)}, description=f"retrain {arch}",
-            config=cfg.to_dict(),
+            config=cfg.to_dict(), channels_last=cfg.channels_last,
         )
         loop = train_network(net, splits.train, settings, evaluate=evaluate, ctx=ctx, max_steps=max_steps,
                              resume=resume)
