@@ -43,6 +43,7 @@ from spos.checkpoint import load_checkpoint, save_atomic, supernet_payload
 from spos.config import RESUMABLE_CHANGES, RecipeConfig, TrainConfig, config_differences
 from spos.data import derive_seed, fixed_batches, load_data, set_epoch
 from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
+from spos.errors import HintedError
 from spos.readers import read_jsonl
 from spos.sampling import sample_uniform
 from spos.samplers import Bin, PathSampler, make_sampler
@@ -57,18 +58,12 @@ class TrainingDiverged(ValueError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class ExistingRun(ValueError):
+class ExistingRun(HintedError):
     """``out_dir`` holds a run this call may not continue as asked; nothing was written.
 
-    ``hint`` names what would work, for the caller to word (library errors
-    name no command-line flags): ``"resume"``, the run can be continued;
-    ``"other_out"``, it was written with another configuration, so train into
-    another folder or resume with the original configuration.
+    ``hint`` (see `spos.errors.HINTS`): ``"resume"``, the run can be continued;
+    ``"other_out"``, it was written with another configuration.
     """
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ def test_cli_words_an_existing_run_with_its_flags(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--config", str(config), "--out", str(run)]) == 2
     assert capsys.readouterr().err.strip().endswith(
-        "already holds a training checkpoint; pass --resume to continue it or choose another --out")
+        "already holds a training checkpoint; pass --resume to continue it, or choose another --out")
     assert main(["train", "--config", str(config), "--out", str(run), "--resume", "--seed", "3"]) == 2
     assert capsys.readouterr().err.strip().endswith("seed is 0 there, 3 now; use another --out directory, or the original config")
 

@@ -32,17 +32,11 @@ def retrain(args: argparse.Namespace) -> int:
     from spos.config import load_train_config
     from spos.cost import CostModel
     from spos.retrain import retrain as run_retrain
-    from spos.train import ExistingRun
-
-    from pipeline.commands.train import existing_run_message
 
     cfg = load_train_config(args.config, seed=args.seed)
     arch = arch_from_args(args)
-    try:
-        result = run_retrain(arch, cfg, args.out, init_from_supernet=args.init_from_supernet,
-                             max_steps=args.max_steps, resume=args.resume)
-    except ExistingRun as exc:
-        raise ValueError(existing_run_message(exc)) from None
+    result = run_retrain(arch, cfg, args.out, init_from_supernet=args.init_from_supernet,
+                         max_steps=args.max_steps, resume=args.resume)
     cost = CostModel(cfg.load_space())(result.arch)
     summary = {
         "model": str(result.model), "arch": str(result.arch), "flops": cost.flops, "params": cost.params,

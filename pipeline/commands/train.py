@@ -29,13 +29,8 @@ def run_train(args: argparse.Namespace) -> int:
     from spos.config import load_train_config
     from spos.train import train_supernet
 
-    from spos.train import ExistingRun
-
     cfg = load_train_config(args.config, seed=args.seed)
-    try:
-        result = train_supernet(cfg, args.out, max_steps=args.max_steps, resume=args.resume, metric=sampler_metric(cfg))
-    except ExistingRun as exc:
-        raise ValueError(existing_run_message(exc)) from None
+    result = train_supernet(cfg, args.out, max_steps=args.max_steps, resume=args.resume, metric=sampler_metric(cfg))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         state = "finished" if result.finished else "stopped"
         line = f"{state} at step {result.step}/{result.total_steps}"
@@ -45,10 +40,3 @@ def run_train(args: argparse.Namespace) -> int:
             line += f", random-path top-1 on search-val {result.mean_path_top1:.4f} ({len(result.path_scores)} paths)"
         print(f"{line}; wrote {result.supernet}")
     return 0
-
-
-def existing_run_message(exc: Exception) -> str:
-    """An `ExistingRun` worded with this command line's flags (the library names none)."""
-    if getattr(exc, "hint", None) == "resume":
-        return f"{exc}; pass --resume to continue it or choose another --out"
-    return f"{exc}; use another --out directory, or the original config"
