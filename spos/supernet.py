@@ -13,16 +13,23 @@ from torch import nn
 from spos.arch import Arch
 from spos.blocks import Block
 from spos.dynamic import DynamicBlock
+from spos.nested_init import nest_candidates
 from spos.network import StaticNet, build_head, build_stem
 from spos.ops import BlockLayout
 from spos.signature import block_signature, fixed_signatures
 from spos.space import SearchSpace
 
 
+INITS = ("independent", "nested")
+
+
 class Supernet(nn.Module):
-    def __init__(self, space: SearchSpace, bn_affine: bool = False) -> None:
+    def __init__(self, space: SearchSpace, bn_affine: bool = False, init: str = "independent") -> None:
         """``bn_affine=False`` follows the authors' code: no BN scale/shift is
-        shared between paths, only normalization."""
+        shared between paths, only normalization. ``init="nested"`` starts the
+        candidates of a block from the same function (`spos.nested_init`)."""
+        if init not in INITS:
+            raise ValueError(f"supernet init: unknown {init!r}; expected one of: {', '.join(INITS)}")
         super().__init__()
         self.space = space
         self.bn_affine = bn_affine
@@ -40,6 +47,8 @@ class Supernet(nn.Module):
                 widest = block_signature(space, block, name, space.max_channel).layout
                 candidates[name] = DynamicBlock(widest, bn_affine)
                 layouts[o] = {c: block_signature(space, block, name, c).layout for c in space.channel_choices}
+            if init == "nested":
+                nest_candidates(candidates)
             self.choices.append(candidates)
             self._layouts.append(layouts)
         self.head = build_head(space, bn_affine)

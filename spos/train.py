@@ -88,6 +88,7 @@ class LoopSettings:
     extra: Mapping[str, Any] = field(default_factory=dict)
     description: str = "train"
     config: Mapping[str, Any] | None = None  # written to config.yaml once out_dir's run is checked
+    channels_last: bool = False  # NHWC weights and images (TrainConfig.channels_last)
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,8 @@ class _Loop:
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(derive_seed(self.settings.seed, ctx.rank, step))
-        images = images.to(ctx.device, non_blocking=True)
+        layout = torch.channels_last if self.settings.channels_last else torch.preserve_format
+        images = images.to(ctx.device, non_blocking=True, memory_format=layout)
         labels = labels.to(ctx.device, non_blocking=True)
         arch: Arch | None = self.sampler() if self.sampler is not None else None
         optimizer.zero_grad(set_to_none=True)
@@ -456,6 +458,8 @@ def train_network(
     batches = _EpochBatches(train_set, recipe.batch_size, settings.seed, ctx, settings.workers)
     total = recipe.steps if recipe.steps is not None else recipe.epochs * batches.steps_per_epoch
     stop = total if max_steps is None else min(total, max_steps)
+    if settings.channels_last:  # in place: the parameters (and so the optimizer's) stay the same objects
+        model.to(memory_format=torch.channels_last)
     loop = _Loop(model, settings, sampler, evaluate, ctx, total)
     state = _checked_state(loop.checkpoint_path, settings, resume)
     start = loop.restore(state) if state is not None else 0
@@ -536,7 +540,7 @@ def _train_supernet(
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "init"))
-        supernet = Supernet(space).to(ctx.device)
+        supernet = Supernet(space, bn_affine=cfg.supernet.bn_affine, init=cfg.supernet.init).to(ctx.device)
 
     def report_unreachable(target: Bin, tries: int) -> None:
         if ctx.is_main:
@@ -558,7 +562,7 @@ def _train_supernet(
         out_dir=out_dir, recipe=cfg.recipe, seed=cfg.seed, identity=identity, workers=cfg.data.workers,
         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, eval_every=cfg.eval.every,
         extra={"space": space.to_dict(), "config": cfg.to_dict(), "bn_affine": supernet.bn_affine},
-        description="supernet", config=cfg.to_dict(),
+        description="supernet", config=cfg.to_dict(), channels_last=cfg.channels_last,
     )
     loop = train_network(supernet, splits.train, settings, sampler=sampler, evaluate=evaluate, ctx=ctx,
                          max_steps=max_steps, resume=resume)

@@ -1,0 +1,53 @@
+"""Nested initialization: a choice block's candidates start out computing the same function.
+
+With independent random weights, the four candidates of a block speak four different
+"feature languages", and the next block sees a different one at every step: early
+supernet training is slow because paths must first agree on what their channels mean.
+Here every candidate that has the same layer structure as the block's first candidate
+(choice_3/5/7; all MBConv k x e) starts from that candidate's weights: a larger kernel
+holds the smaller one at its centre with zeros around it (the same convolution), and a
+wider layer shares the template's channels and keeps its own random weights for the
+extra ones (zeros there would leave dead channels). Each candidate still has its own
+weights and trains only when sampled, as SPOS requires; they merely start aligned.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spos.dynamic import DynamicBlock
+
+
+def _structure(block: DynamicBlock) -> tuple:
+    """What must match for two candidates to share a starting point."""
+    specs = block.layout.main + block.layout.proj
+    return (block.layout.combine, len(block.layout.main), tuple((s.depthwise, s.act) for s in specs))
+
+
+@torch.no_grad()
+def _copy_nested(src: nn.Conv2d, dst: nn.Conv2d) -> None:
+    out_c, in_c = min(src.weight.shape[0], dst.weight.shape[0]), min(src.weight.shape[1], dst.weight.shape[1])
+    ks, kd = src.weight.shape[-1], dst.weight.shape[-1]
+    if kd >= ks:
+        pad = (kd - ks) // 2
+        dst.weight[:out_c, :in_c].zero_()
+        dst.weight[:out_c, :in_c, pad : pad + ks, pad : pad + ks] = src.weight[:out_c, :in_c]
+    else:  # a smaller kernel takes the template's centre
+        crop = (ks - kd) // 2
+        dst.weight[:out_c, :in_c] = src.weight[:out_c, :in_c, crop : crop + kd, crop : crop + kd]
+
+
+def nest_candidates(candidates: nn.ModuleDict) -> None:
+    """Initialize every candidate of one choice block shaped like the first from the first's weights."""
+    blocks = [b for b in candidates.values() if isinstance(b, DynamicBlock) and len(b.main)]
+    if not blocks:
+        return
+    template = blocks[0]
+    for block in blocks[1:]:
+        if _structure(block) != _structure(template):
+            continue
+        src = [m.conv for m in (*template.main, *template.proj)]
+        dst = [m.conv for m in (*block.main, *block.proj)]
+        for s, d in zip(src, dst):
+            _copy_nested(s, d)
