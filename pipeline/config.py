@@ -97,6 +97,16 @@ class ExportStage:
 
 
 @dataclass(frozen=True)
+class CorrelateStage:
+    """Optional: rank correlation of supernet scores with stand-alone training (`spos correlate`)."""
+
+    num_archs: int = 10
+    steps: int = 1000  # stand-alone training steps per arch
+    recal_batches: int = 8
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     name: str
     seed: int
@@ -106,6 +116,7 @@ class PipelineConfig:
     retrain: RetrainStage
     export: ExportStage
     source: Path
+    correlate: CorrelateStage | None = None
 
     def section(self, name: str) -> dict[str, Any]:
         """A section as plain JSON data (what a stage's input hash covers)."""
@@ -302,7 +313,7 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     where = str(source)
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
-    sections = ("train", "devices", "search", "retrain", "export")
+    sections = ("train", "devices", "search", "retrain", "export", "correlate")
     plain, nested = _split(data, sections)
     top = parse_fields(_Top, plain, where)
     _require(top, ("name",), where)
@@ -326,9 +337,18 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
         if d.backend == "tensorrt" and "tensorrt" not in export.formats:
             raise ValueError(f"{where}.export.formats: device {d.name!r} uses tensorrt; add 'tensorrt' to the formats")
 
+    correlate = None
+    if nested.get("correlate") is not None:
+        where_c = f"{where}.correlate"
+        values = parse_fields(CorrelateStage, _mapping(nested["correlate"], where_c), where_c)
+        _at_least(values, "num_archs", 3, where_c)
+        for key in ("steps", "recal_batches", "batch_size"):
+            _at_least(values, key, 1, where_c)
+        correlate = CorrelateStage(**values)
+
     return PipelineConfig(
         name=top["name"], seed=top.get("seed", 0), train=train, devices=devices, search=search,
-        retrain=retrain, export=export, source=source,
+        retrain=retrain, export=export, source=source, correlate=correlate,
     )
 
 

@@ -125,6 +125,24 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
     return outputs
 
 
+def correlate_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
+    from spos.checkpoint import load_supernet
+    from spos.correlate import CorrelateSettings, correlate
+    from spos.hashing import file_sha256
+
+    from pipeline.correlation_plot import CORRELATION_PLOT, plot_correlation
+
+    section = p.cfg.correlate
+    assert section is not None
+    supernet_path = ctx.input("train", "supernet")
+    settings = CorrelateSettings(section.num_archs, section.steps, p.cfg.seed, section.recal_batches,
+                                 section.batch_size)
+    result = correlate(load_supernet(supernet_path), file_sha256(supernet_path), ctx.stage_dir, settings,
+                       resume=ctx.resume, on_progress=lambda line: print(f"correlate: {line}", file=sys.stderr))
+    return {"result": ctx.stage_dir / "correlation.json",
+            "plot": plot_correlation(result, ctx.stage_dir / CORRELATION_PLOT)}
+
+
 def budget_ms(device: DeviceTarget, predictor: Any) -> tuple[float, ...]:
     """The device's latency budgets in ms; fractions of the LUT's reachable range resolved here."""
     if device.latency_ms:
@@ -203,6 +221,9 @@ def build_stages(p: Prepared) -> list[StageSpec]:
         stages.append(StageSpec(f"profile/{d.name}", profile_params, partial(profile_stage, p, d),
                                 annotations=PROFILE_ANNOTATIONS))
     stages.append(StageSpec("train", train_identity, partial(train_stage, p)))
+    if cfg.correlate is not None:
+        stages.append(StageSpec("correlate", {"correlate": cfg.section("correlate"), "seed": cfg.seed},
+                                partial(correlate_stage, p), needs=("train",)))
     for d in cfg.devices:
         # The LUT (an upstream output) stands for the measurement settings.
         search_params = {"search": cfg.section("search"), "budgets": d.budgets(), "seed": cfg.seed}
@@ -257,7 +278,19 @@ def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> li
         for name, caption in (("search_plot", "search progress"), ("pareto_plot", "accuracy vs cost")):
             if name in outputs[f"search/{d.name}"]:
                 plots.append(Plot(f"{d.name}: {caption}", outputs[f"search/{d.name}"][name]))
+    if "correlate" in outputs:
+        plots.append(Plot("supernet score vs stand-alone accuracy", outputs["correlate"]["plot"]))
     return plots
+
+
+def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> dict[str, str]:
+    """The correlate stage's figures for the report's facts, when the pipeline ran it."""
+    if "correlate" not in outputs or cfg.correlate is None:
+        return {}
+    data = json.loads(outputs["correlate"]["result"].read_text())
+    return {"rank correlation": f"Kendall tau {data['kendall_tau']:.3f}, Spearman {data['spearman']:.3f} over "
+                                f"{data['num_archs']} archs (supernet score vs stand-alone top-1 after "
+                                f"{cfg.correlate.steps} steps)"}
 
 
 def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[str]:
@@ -301,7 +334,8 @@ def run_pipeline(
         run_dir / "report.md", f"Pipeline {cfg.name}", rows, report_plots(cfg, result.outputs),
         facts={"pipeline file": str(cfg.source), "supernet": str(result.outputs["train"]["supernet"]),
                "space": prepared.train.load_space().name, "data": prepared.train.data.dataset,
-               "accuracy": "top-1 of the retrained network on the dataset's untouched test split"},
+               "accuracy": "top-1 of the retrained network on the dataset's untouched test split",
+               **correlation_fact(cfg, result.outputs)},
         stage_times=times, warnings=warnings,
     )
     return PipelineResult(result, report, rows)

@@ -138,3 +138,47 @@ def test_cli_json_contract(supernet_file, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["correlate", "--supernet", str(supernet_file), "--num-archs", "2", "--out", str(tmp_path / "x")]) == 2
     assert "at least 3 archs, got 2" in capsys.readouterr().err
+
+
+# ---- the pipeline's optional correlate stage ------------------------------------------------
+
+
+def _demo_pipeline(**sections) -> dict:
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "pipelines" / "demo.yaml").read_text())
+    data.update(sections)
+    return data
+
+
+def test_pipeline_correlate_section_adds_a_stage_after_training():
+    from pipeline.config import parse_pipeline
+    from pipeline.stages import build_stages, prepare
+
+    plain = build_stages(prepare(parse_pipeline(_demo_pipeline(), Path("demo.yaml"))))
+    assert "correlate" not in {s.id for s in plain}
+    cfg = parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "steps": 50}), Path("demo.yaml"))
+    stages = {s.id: s for s in build_stages(prepare(cfg))}
+    assert stages["correlate"].needs == ("train",)
+    assert stages["correlate"].params["correlate"] == {"num_archs": 5, "steps": 50, "recal_batches": 8,
+                                                       "batch_size": 128}
+    with pytest.raises(ValueError, match=r"correlate.num_archs"):
+        parse_pipeline(_demo_pipeline(correlate={"num_archs": 2}), Path("demo.yaml"))
+    with pytest.raises(ValueError, match=r"correlate: unknown key 'archs'"):
+        parse_pipeline(_demo_pipeline(correlate={"archs": 5}), Path("demo.yaml"))
+
+
+def test_pipeline_correlate_stage_writes_its_figures_for_the_report(supernet_file, tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.config import parse_pipeline
+    from pipeline.stages import correlate_stage, correlation_fact, prepare
+
+    cfg = parse_pipeline(_demo_pipeline(correlate={"num_archs": 3, "steps": 4, "recal_batches": 1,
+                                                   "batch_size": 32}), Path("demo.yaml"))
+    stage_dir = tmp_path / "correlate"
+    stage_dir.mkdir()
+    ctx = SimpleNamespace(stage_dir=stage_dir, resume=False, input=lambda stage, name: supernet_file)
+    outputs = correlate_stage(prepare(cfg), ctx)
+    data = json.loads(outputs["result"].read_text())
+    assert data["num_archs"] == 3 and outputs["plot"].stat().st_size > 0
+    fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
+    assert fact.startswith(f"Kendall tau {data['kendall_tau']:.3f}, Spearman {data['spearman']:.3f} over 3 archs")
