@@ -49,6 +49,7 @@ FLAG_HINTS = {
     "reprofile_same_out": "re-run spos profile with the same --out to complete it",
     "device_cuda": "pass --device cuda",
     "device_match": "pass the matching --device",
+    "pick_budget": "pick one with --budget",
 }
 EXIT_USER_ERROR, EXIT_BUG = 2, 70
 REPORT = "this is a bug in spos-hw, not in your input; please report it with the traceback above"

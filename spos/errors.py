@@ -15,6 +15,7 @@ HINTS = {
     "reprofile_same_out": "the LUT is incomplete: profile again into the same file to finish it",
     "device_cuda": "the runtime runs on the GPU only: ask for device 'cuda'",
     "device_match": "the execution provider runs on another device: ask for the device it runs on",
+    "pick_budget": "a search result of several budgets: name the budget whose best arch is meant",
 }
 
 

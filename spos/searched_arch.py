@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spos.arch import Arch
+from spos.errors import HintedError
 from spos.readers import is_existing_file, read_json
 
 
@@ -27,11 +28,11 @@ def searched_arch(text_or_path: str | Path, budget: str | None = None) -> Arch:
             labels = [b.get("label") for b in budgets if isinstance(b, dict)] if isinstance(budgets, list) else []
             if not labels:
                 raise
-            raise ValueError(f"{path} holds {len(labels)} budgets; pick one with --budget, one of: "
-                             + "; ".join(map(str, labels))) from None
+            raise HintedError(f"{path} holds {len(labels)} budgets ({'; '.join(map(str, labels))})",
+                              hint="pick_budget") from None
     data = read_json(path, "search result") if is_existing_file(path) else None
     if not isinstance(data, dict) or not isinstance(data.get("budgets"), list):
-        raise ValueError(f"--budget needs a search result.json with budgets; got {text_or_path}")
+        raise ValueError(f"budget {budget!r} asked for, but {text_or_path} is not a search result.json with budgets")
     for entry in data["budgets"]:
         if entry.get("label") == budget:
             return Arch.from_json(entry["best"])

@@ -185,7 +185,7 @@ def test_cli_profile_show_predict_validate(tmp_path, capsys):
     result.write_text(json.dumps({"budgets": [{"label": "latency<=1", "best": {"arch": "0:0,0:0"}},
                                               {"label": "latency<=9", "best": {"arch": arch}}]}))
     assert main(["lut", "predict", str(out), "--arch", str(result)]) == 2
-    assert "holds 2 budgets; pick one with --budget" in capsys.readouterr().err
+    assert "holds 2 budgets (latency<=1; latency<=9); pick one with --budget" in capsys.readouterr().err
     assert main(["lut", "predict", str(out), "--arch", str(result), "--budget", "latency<=9", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["latency_ms"] == predicted
 

@@ -116,7 +116,7 @@ def test_arch_info_takes_a_budget_of_a_search_result(tmp_path, capsys):
     result.write_text(json.dumps({"budgets": [{"label": "flops<=1M", "best": {"arch": str(a)}},
                                               {"label": "flops<=2M", "best": {"arch": str(b)}}]}))
     assert main(["arch", "info", "--space", str(space_file), "--arch", str(result)]) == 2
-    assert "holds 2 budgets; pick one with --budget, one of: flops<=1M; flops<=2M" in capsys.readouterr().err
+    assert "holds 2 budgets (flops<=1M; flops<=2M); pick one with --budget" in capsys.readouterr().err
     assert main(["arch", "info", "--space", str(space_file), "--arch", str(result), "--budget", "flops<=2M",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["arch"] == str(b.validated(space))

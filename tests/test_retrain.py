@@ -17,6 +17,7 @@ import yaml
 from pipeline.cli import main
 from spos.arch import Arch
 from spos.config import load_train_config
+from spos.errors import HintedError
 from spos.model_file import load_model
 from spos.retrain import retrain, searched_arch
 from spos.train import ExistingRun
@@ -85,8 +86,9 @@ def test_searched_arch_reads_strings_result_files_and_budgets(tmp_path):
     result.write_text(json.dumps({"format": "spos-search-result/1", "budgets": budgets}))
     assert searched_arch("2,0") == Arch((2, 0))
     assert searched_arch(result, "flops<=2M") == Arch((1, 1))
-    with pytest.raises(ValueError, match="holds 2 budgets; pick one with --budget, one of: flops<=1M; flops<=2M"):
+    with pytest.raises(HintedError, match=r"holds 2 budgets \(flops<=1M; flops<=2M\)$") as several:  # no CLI flag named
         searched_arch(result)
+    assert several.value.hint == "pick_budget"
     with pytest.raises(ValueError, match="has no budget 'x'"):
         searched_arch(result, "x")
 
