@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from spos.arch import Arch
 from spos.cost import CostModel
 from spos.network import StaticNet
+from spos.ops import OPS
 from spos.sampling import sample_uniform
 from spos.space import SearchSpace
 from spos.supernet import Supernet
@@ -120,3 +121,54 @@ def test_bn_cumulative_average_matches_torch(tiny_space):
         dyn(b), ref(b)
     torch.testing.assert_close(dyn.running_mean[:4], ref.running_mean)
     torch.testing.assert_close(dyn.running_var[:4], ref.running_var)
+
+
+# ---- every registered op: the supernet path and its static net compute the same function ----
+
+
+def _family_space(op_name: str) -> SearchSpace:
+    """A tiny space whose choice blocks can use ``op_name`` (with channel choices where it has them)."""
+    if op_name.startswith("choice_"):
+        ops = ["choice_3", "choice_5", "choice_7", "choice_x"]
+        stem, fixed, act = {"channels": 8, "kernel": 3, "stride": 1}, [], "relu"
+    else:
+        ops = [name for name in OPS if name.startswith("mbconv_")] + ["skip"]
+        stem, fixed, act = {"channels": 8, "kernel": 3, "stride": 1}, [{"op": "mbconv_k3_e1", "channels": 8}], "relu6"
+    return SearchSpace.from_dict({
+        "name": f"every-op-{op_name}", "input_size": 16, "in_channels": 3, "num_classes": 10, "activation": act,
+        "stem": stem, "fixed_blocks": fixed,
+        "stages": [{"channels": 16, "repeats": 2, "stride": 2}, {"channels": 16, "repeats": 1, "stride": 1}],
+        "ops": ops, "channel_multipliers": [0.5, 1.0, 1.5], "default_multiplier": 1.0,
+        "head": {"channels": 32, "dropout": 0.0, "bias": True},
+    }, "test space")
+
+
+def _randomize_affine(model: torch.nn.Module, gen: torch.Generator) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and m.affine:
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("bn_affine", [False, True], ids=["bn-plain", "bn-affine"])
+@pytest.mark.parametrize("op_name", list(OPS))
+def test_every_op_path_equals_its_static_net(op_name, bn_affine, mode):
+    space = _family_space(op_name)
+    op = space.ops.index(op_name)
+    gen = torch.Generator().manual_seed(len(op_name))
+    torch.manual_seed(0)
+    supernet = Supernet(space, bn_affine=bn_affine)
+    _randomize_bn(supernet, gen)
+    _randomize_affine(supernet, gen)
+    rng = random.Random(7)
+    ops = tuple(op if op in b.candidates else b.candidates[0] for b in space.blocks)
+    channels = tuple(rng.randrange(len(space.channel_multipliers)) for _ in space.blocks)
+    arch = Arch(ops, channels).validated(space)
+    assert op in arch.ops
+    static = supernet.subnet(arch, bn_affine=bn_affine)
+    supernet.train(mode == "train")
+    static.train(mode == "train")
+    x = torch.randn(3, 3, 16, 16, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(static(x), supernet(x, arch), rtol=1e-5, atol=1e-5)
