@@ -3,8 +3,8 @@
 For one trained supernet, each seed runs one search with two budgets sharing one score
 cache: the median FLOPs of uniformly drawn archs, and (with --lut) the median predicted
 latency. Both strategies get the same number of evaluations (population x generations).
-Prints a Markdown table: per budget and seed, the best and top-10 mean search-val top-1
-of each strategy, and how often evolution >= random.
+Prints a Markdown table: per budget and seed, the search-val top-1
+(the best and the mean of the --topk best) of each strategy, and how often evolution >= random.
 
     python benchmarks/evolution_vs_random.py --supernet runs/cifar10-small/train/supernet.pt \
         --lut runs/cifar10-small/profile/cpu-onnxruntime/lut.json --seeds 0 1 2 3 4 --out runs/evo-vs-random
@@ -96,7 +96,9 @@ def main() -> None:
     print(f"Equal evaluations per strategy: {args.population} x {args.generations}; "
           f"budgets: median FLOPs {flops / 1e6:.2f}M" + (f", median predicted latency {ms:.3f} ms" if ms else ""))
     print()
-    print("| budget | seed | evolution best | random best | evolution top-10 mean | random top-10 mean | evolution >= random |")
+    k = args.topk
+    print(f"| budget | seed | evolution best | random best | evolution top-{k} mean | random top-{k} mean | "
+          "evolution >= random |")
     print("|---|---:|---:|---:|---:|---:|---|")
     wins: dict[str, int] = {}
     for r in results:

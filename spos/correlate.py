@@ -168,7 +168,7 @@ def _start_or_resume(
     archs = stratified_by_flops(loaded.space, settings.num_archs, random.Random(settings.seed))
     batches = evaluation_batches(load_data(loaded.config.data), settings.recal_batches, settings.batch_size,
                                  settings.seed)
-    evaluate = CandidateEvaluator(loaded.supernet, batches)
+    evaluate = CandidateEvaluator(loaded.supernet, batches, channels_last=loaded.config.channels_last)
     costs = CostModel(loaded.space)
     points = []
     for i, arch in enumerate(archs):

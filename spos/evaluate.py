@@ -38,10 +38,11 @@ class EvaluationBatches:
     def num_images(self) -> int:
         return sum(len(x) for x in self.recalibration) + sum(len(y) for _, y in self.validation)
 
-    def to(self, device: torch.device) -> EvaluationBatches:
+    def to(self, device: torch.device, memory_format: torch.memory_format = torch.preserve_format) -> EvaluationBatches:
         """The same batches on ``device`` (the tensors themselves where they already are there)."""
         return EvaluationBatches(
-            [x.to(device) for x in self.recalibration], [(x.to(device), y.to(device)) for x, y in self.validation]
+            [x.to(device, memory_format=memory_format) for x in self.recalibration],
+            [(x.to(device, memory_format=memory_format), y.to(device)) for x, y in self.validation],
         )
 
 
@@ -71,14 +72,20 @@ class CandidateEvaluator:
     """``arch -> top-1 accuracy`` of the supernet's path after BN recalibration, on ``device``.
 
     The supernet is moved to ``device`` in place, and the batches copied there, once.
+    ``channels_last``: score in NHWC (on a CPU, depthwise convolutions run several
+    times faster; results differ from NCHW only by float rounding).
     """
 
-    def __init__(self, supernet: Supernet, batches: EvaluationBatches, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, supernet: Supernet, batches: EvaluationBatches, device: torch.device | str = "cpu",
+        channels_last: bool = False,
+    ) -> None:
         if not batches.recalibration:
             raise ValueError("BN recalibration needs at least one batch; got none")
         self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.supernet = supernet.to(self.device).eval()
-        self.batches = batches.to(self.device)
+        self.batches = batches.to(self.device, self.memory_format)
 
     @torch.no_grad()
     def __call__(self, arch: Arch) -> float:
@@ -88,7 +95,7 @@ class CandidateEvaluator:
         # through host memory); on the CPU the plain path, exactly as before.
         on_device = self.device if self.device.type != "cpu" else contextlib.nullcontext()
         with on_device:
-            net = self.supernet.subnet(arch)
+            net = self.supernet.subnet(arch).to(memory_format=self.memory_format)
         recalibrate_bn(net, self.batches.recalibration)
         return top1_accuracy(net, self.batches.validation)
 

@@ -395,6 +395,7 @@ def search_supernet(
 
     check_budgets(loaded.space, budgets, settings.sample_tries, seed)  # before any data is read
     device = pick_device(evaluation.device)
+    channels_last = loaded.config.channels_last  # score in the layout the supernet trained in
     data = data or loaded.config.data
     batches = evaluation_batches(load_data(data), evaluation.recal_batches, evaluation.batch_size,
                                  evaluation.recal_seed)
@@ -405,12 +406,14 @@ def search_supernet(
             "recal_batches": evaluation.recal_batches, "batch_size": evaluation.batch_size,
             "recal_seed": evaluation.recal_seed,
             "search_val_images": sum(len(y) for _, y in batches.validation),
-            # Kernels differ between devices, so scores may too: a resume must score where the search began.
+            # Kernels differ between devices and memory formats, so scores may too: a resume must
+            # score where and how the search began.
             "device": device.type,
+            "channels_last": channels_last,
         },
     }
     return run_search(
-        loaded.space, CandidateEvaluator(loaded.supernet, batches, device), budgets, out_dir,
+        loaded.space, CandidateEvaluator(loaded.supernet, batches, device, channels_last=channels_last), budgets, out_dir,
         strategies=strategies, settings=settings, seed=seed, resume=resume, identity=identity, progress=progress,
     )
 
