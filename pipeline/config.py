@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from latency.timing import TimingSettings
+from spos.correlate import CorrelateSettings
 from spos.evolution import EvolutionSettings
 from spos.fields import coerce, parse_fields
 from spos.readers import read_yaml_mapping
@@ -97,16 +98,6 @@ class ExportStage:
 
 
 @dataclass(frozen=True)
-class CorrelateStage:
-    """Optional: rank correlation of supernet scores with stand-alone training (`spos correlate`)."""
-
-    num_archs: int = 10
-    steps: int = 1000  # stand-alone training steps per arch
-    recal_batches: int = 8
-    batch_size: int = 128
-
-
-@dataclass(frozen=True)
 class PipelineConfig:
     name: str
     seed: int
@@ -116,7 +107,7 @@ class PipelineConfig:
     retrain: RetrainStage
     export: ExportStage
     source: Path
-    correlate: CorrelateStage | None = None
+    correlate: CorrelateSettings | None = None  # optional stage; its seed is the pipeline's
 
     def section(self, name: str) -> dict[str, Any]:
         """A section as plain JSON data (what a stage's input hash covers)."""
@@ -340,11 +331,13 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     correlate = None
     if nested.get("correlate") is not None:
         where_c = f"{where}.correlate"
-        values = parse_fields(CorrelateStage, _mapping(nested["correlate"], where_c), where_c)
-        _at_least(values, "num_archs", 3, where_c)
-        for key in ("steps", "recal_batches", "batch_size"):
-            _at_least(values, key, 1, where_c)
-        correlate = CorrelateStage(**values)
+        values = parse_fields(CorrelateSettings, _mapping(nested["correlate"], where_c), where_c)
+        if "seed" in values:
+            raise ValueError(f"{where_c}.seed: the pipeline's own seed is used; expected no seed here")
+        try:
+            correlate = CorrelateSettings(**values, seed=top.get("seed", 0))
+        except ValueError as exc:
+            raise ValueError(f"{where_c}.{exc}") from None
 
     return PipelineConfig(
         name=top["name"], seed=top.get("seed", 0), train=train, devices=devices, search=search,

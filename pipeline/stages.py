@@ -127,16 +127,14 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
 
 def correlate_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
     from spos.checkpoint import load_supernet
-    from spos.correlate import CorrelateSettings, correlate
+    from spos.correlate import correlate
     from spos.hashing import file_sha256
 
     from pipeline.correlation_plot import CORRELATION_PLOT, plot_correlation
 
-    section = p.cfg.correlate
-    assert section is not None
+    settings = p.cfg.correlate
+    assert settings is not None
     supernet_path = ctx.input("train", "supernet")
-    settings = CorrelateSettings(section.num_archs, section.steps, p.cfg.seed, section.recal_batches,
-                                 section.batch_size)
     result = correlate(load_supernet(supernet_path), file_sha256(supernet_path), ctx.stage_dir, settings,
                        resume=ctx.resume, on_progress=lambda line: print(f"correlate: {line}", file=sys.stderr))
     return {"result": ctx.stage_dir / "correlation.json",

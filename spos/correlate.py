@@ -20,15 +20,17 @@ import json
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from spos.arch import Arch
 from spos.atomic import write_json_atomic
-from spos.checkpoint import LoadedSupernet
 from spos.cost import CostModel
 from spos.readers import read_json, read_jsonl
 from spos.sampling import sample_uniform
 from spos.space import SearchSpace
+
+if TYPE_CHECKING:
+    from spos.checkpoint import LoadedSupernet
 
 STATE_NAME, JOURNAL_NAME, RESULT_NAME = "state.json", "standalone.jsonl", "correlation.json"
 

@@ -158,12 +158,14 @@ def test_pipeline_correlate_section_adds_a_stage_after_training():
     cfg = parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "steps": 50}), Path("demo.yaml"))
     stages = {s.id: s for s in build_stages(prepare(cfg))}
     assert stages["correlate"].needs == ("train",)
-    assert stages["correlate"].params["correlate"] == {"num_archs": 5, "steps": 50, "recal_batches": 8,
+    assert stages["correlate"].params["correlate"] == {"num_archs": 5, "steps": 50, "seed": 0, "recal_batches": 8,
                                                        "batch_size": 128}
-    with pytest.raises(ValueError, match=r"correlate.num_archs"):
+    with pytest.raises(ValueError, match=r"correlate.num_archs: a rank correlation needs at least 3 archs, got 2"):
         parse_pipeline(_demo_pipeline(correlate={"num_archs": 2}), Path("demo.yaml"))
     with pytest.raises(ValueError, match=r"correlate: unknown key 'archs'"):
         parse_pipeline(_demo_pipeline(correlate={"archs": 5}), Path("demo.yaml"))
+    with pytest.raises(ValueError, match=r"correlate.seed: the pipeline's own seed is used"):
+        parse_pipeline(_demo_pipeline(correlate={"seed": 5}), Path("demo.yaml"))
 
 
 def test_pipeline_correlate_stage_writes_its_figures_for_the_report(supernet_file, tmp_path):
