@@ -23,13 +23,13 @@ from typing import Any, Mapping
 
 from spos.data import DataConfig
 from spos.fields import coerce, parse_fields
+from spos.nested_init import INITS as SUPERNET_INITS
 from spos.readers import read_yaml_mapping
 from spos.space import SearchSpace
 
 SAMPLERS = ("uniform", "uniform_constraint")
 METRICS = ("flops", "params", "latency")
 SCHEDULES = ("linear", "cosine")
-SUPERNET_INITS = ("independent", "nested")
 
 
 def _resolve(path: Path | None, base_dir: Path) -> Path | None:

@@ -18,6 +18,8 @@ from torch import nn
 
 from spos.dynamic import DynamicBlock
 
+INITS = ("independent", "nested")  # how a supernet's candidates start (`Supernet(init=...)`)
+
 
 def _structure(block: DynamicBlock) -> tuple:
     """What must match for two candidates to share a starting point."""

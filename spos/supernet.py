@@ -13,14 +13,11 @@ from torch import nn
 from spos.arch import Arch
 from spos.blocks import Block
 from spos.dynamic import DynamicBlock
-from spos.nested_init import nest_candidates
+from spos.nested_init import INITS, nest_candidates
 from spos.network import StaticNet, build_head, build_stem
 from spos.ops import BlockLayout
 from spos.signature import block_signature, fixed_signatures
 from spos.space import SearchSpace
-
-
-INITS = ("independent", "nested")
 
 
 class Supernet(nn.Module):
