@@ -55,3 +55,14 @@ def tiny_space_dict(**overrides) -> dict:
 @pytest.fixture
 def tiny_space() -> SearchSpace:
     return SearchSpace.from_dict(tiny_space_dict(), "tiny")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny convolutions run faster on one thread, above all on a shared CPU (restored after)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,12 +21,7 @@ from tests.conftest import tiny_space_dict
 SETTINGS = CorrelateSettings(num_archs=3, steps=4, seed=0, recal_batches=1, batch_size=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
