@@ -26,7 +26,7 @@ from latency.device import describe_device
 from latency.lut import Lut, ValidationReport
 from latency.predictor import LatencyPredictor
 from latency.profile import calibration_archs, measure_networks, measurement_threads
-from spos.atomic import write_json_atomic
+from spos.atomic import save_figure_atomic, write_json_atomic
 from spos.hashing import file_sha256
 from spos.readers import read_json
 
@@ -151,8 +151,6 @@ def plot_validation(report: ValidationReport, path: str | Path, title: str = "")
     ax.set_title(f"{title}\nMAPE {report.mape:.2f}% (noise {report.noise_floor_mape:.2f}%), τ {report.kendall_tau:.3f}", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    path = save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path

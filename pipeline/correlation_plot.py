@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spos.atomic import save_figure_atomic
+
 if TYPE_CHECKING:
     from spos.correlate import Correlation
 
@@ -28,7 +30,6 @@ def plot_correlation(result: Correlation, path: str | Path) -> Path:
     ax.set_title(f"{result.num_archs} archs: Kendall tau {result.kendall_tau:.2f}, Spearman {result.spearman:.2f}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path

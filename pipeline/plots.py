@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from spos.atomic import save_figure_atomic  # noqa: E402
 from spos.evolution import GenerationStats  # noqa: E402
 from spos.search import ParetoPoint  # noqa: E402
 
@@ -73,8 +74,7 @@ def plot_search_progress(curves: Mapping[str, Mapping[str, Sequence[GenerationSt
         ax.set_visible(False)
     fig.suptitle("Evolutionary vs random architecture search")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path
 
@@ -106,7 +106,6 @@ def plot_pareto(points: Sequence[ParetoPoint], path: str | Path) -> Path:
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Accuracy vs cost (stars: best arch per budget)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path

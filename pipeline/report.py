@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.output import human_count
-from spos.atomic import write_text_atomic
+from spos.atomic import save_figure_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,7 @@ def latency_plot(rows: list[DeploymentRow], path: Path) -> Path | None:
     ax.set_title("Searched networks: LUT vs measurement")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path
 

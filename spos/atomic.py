@@ -8,6 +8,7 @@ leaves a truncated artifact behind.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -38,3 +39,15 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 def write_json_atomic(path: str | Path, data: Any, indent: int = 1) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+
+
+def save_figure_atomic(figure: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically, in the format its suffix names (.png, .svg, .pdf).
+
+    Rendered into memory first, so an interrupted run leaves the previous plot, not half a PNG.
+    Duck-typed on ``figure.savefig`` so this module does not import matplotlib.
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    return write_bytes_atomic(path, buffer.getvalue())

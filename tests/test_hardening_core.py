@@ -86,3 +86,32 @@ def test_duplicate_yaml_keys_are_refused_with_the_line(tmp_path):
     # merge keys may override what they merge, as YAML intends
     path.write_text("base: &b {lr: 0.1, steps: 4}\nrecipe:\n  <<: *b\n  lr: 0.2\n")
     assert read_yaml_mapping(path, "config")["recipe"] == {"lr": 0.2, "steps": 4}
+
+
+def test_a_plot_that_fails_to_render_leaves_the_previous_file(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spos.atomic import save_figure_atomic
+
+    path = tmp_path / "curve.png"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    save_figure_atomic(fig, path)
+    before = path.read_bytes()
+    assert before.startswith(b"\x89PNG")
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted_render(*args, **kwargs):
+        raise Interrupted
+
+    fig.savefig = interrupted_render
+    with pytest.raises(Interrupted):
+        save_figure_atomic(fig, path)
+    plt.close(fig)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
