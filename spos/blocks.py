@@ -7,12 +7,15 @@ chosen path is turned into a static block by copying sliced weights.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from spos.ops import BlockLayout, ConvSpec
+from spos.quant import PACT, QuantConv2d
 
 _ACTIVATIONS: dict[str | None, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
@@ -43,6 +46,21 @@ class ConvBNAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class QuantConvBNAct(ConvBNAct):
+    """PACT-quantized input -> conv with quantized weights -> BatchNorm -> activation."""
+
+    def __init__(self, spec: ConvSpec, bn_affine: bool = True) -> None:
+        super().__init__(spec, bn_affine, partial(QuantConv2d, w_bits=spec.w_bits))
+        self.quant_in = PACT(spec.a_bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(self.quant_in(x))))
+
+
+def conv_bn_act(spec: ConvSpec, bn_affine: bool = True) -> ConvBNAct:
+    return QuantConvBNAct(spec, bn_affine) if spec.quantized else ConvBNAct(spec, bn_affine)
+
+
 def split_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ShuffleNetV2's channel shuffle + split: (even channels, odd channels).
 
@@ -71,6 +89,8 @@ def combine_branches(
         return main(x)
     if combine == "identity":
         return x
+    if combine == "basic":  # an empty proj (no downsample) is the identity shortcut
+        return F.relu(main(x) + proj(x))
     raise AssertionError(f"unhandled combine mode {combine!r}")
 
 
@@ -80,24 +100,25 @@ class Block(nn.Module):
     def __init__(self, layout: BlockLayout, bn_affine: bool = True) -> None:
         super().__init__()
         self.layout = layout
-        self.main = nn.Sequential(*(ConvBNAct(s, bn_affine) for s in layout.main))
-        self.proj = nn.Sequential(*(ConvBNAct(s, bn_affine) for s in layout.proj))
+        self.main = nn.Sequential(*(conv_bn_act(s, bn_affine) for s in layout.main))
+        self.proj = nn.Sequential(*(conv_bn_act(s, bn_affine) for s in layout.proj))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return combine_branches(self.layout.combine, x, self.main, self.proj)
 
 
 class Head(nn.Module):
-    """1x1 conv -> global average pool -> dropout -> linear classifier."""
+    """1x1 conv (unless ``conv=False``: ResNet) -> global average pool -> dropout -> linear classifier."""
 
     def __init__(
-        self, c_in: int, channels: int, num_classes: int, act: str, dropout: float, bias: bool, bn_affine: bool = True
+        self, c_in: int, channels: int, num_classes: int, act: str, dropout: float, bias: bool, bn_affine: bool = True,
+        conv: bool = True,
     ) -> None:
         super().__init__()
-        self.conv = ConvBNAct(ConvSpec(c_in, channels, 1, act=act), bn_affine)
+        self.conv = ConvBNAct(ConvSpec(c_in, channels, 1, act=act), bn_affine) if conv else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(channels, num_classes, bias=bias)
+        self.classifier = nn.Linear(channels if conv else c_in, num_classes, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.conv(x)).flatten(1)

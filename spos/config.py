@@ -28,7 +28,7 @@ from spos.readers import read_yaml_mapping
 from spos.space import SearchSpace
 
 SAMPLERS = ("uniform", "uniform_constraint")
-METRICS = ("flops", "params", "latency")
+METRICS = ("flops", "params", "bitops", "latency")
 SCHEDULES = ("linear", "cosine")
 
 

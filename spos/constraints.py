@@ -1,4 +1,4 @@
-"""Hard constraints on an arch: FLOPs, params and predicted latency bounds.
+"""Hard constraints on an arch: FLOPs, params, BitOPs and predicted latency bounds.
 
 A `Constraint` is one metric with an optional lower and upper bound; a
 `Constraints` set holds all of them. Search only ever proposes, evaluates
@@ -35,7 +35,7 @@ class ReachableRange(Protocol):
 class Constraint:
     """``lower <= measure(arch) <= upper`` (either bound may be None)."""
 
-    metric: str  # "flops", "params" or "latency:<name>"
+    metric: str  # "flops", "params", "bitops" or "latency:<name>"
     measure: Callable[[Arch], float]
     upper: float | None = None
     lower: float | None = None
@@ -150,6 +150,19 @@ def params_constraint(costs: CostModel, upper: float | None = None, lower: float
     return Constraint(
         "params", lambda arch: costs(arch).params, upper, lower,
         reachable_min=costs.cheapest().params, reachable_max=costs.largest().params,
+    )
+
+
+def bitops_constraint(costs: CostModel, upper: float | None = None, lower: float | None = None) -> Constraint:
+    """BitOPs bound (quantized convs' MACs x weight bits x activation bits); the reachable range is exact."""
+    if not costs.space.quantized:
+        raise ValueError(
+            f"space {costs.space.name!r} has no quantized blocks, so no BitOPs; expected a quantization space "
+            "(ops w{W}a{A}, e.g. configs/spaces/resnet18-quant-cifar.yaml)"
+        )
+    return Constraint(
+        "bitops", lambda arch: costs(arch).bitops, upper, lower,
+        reachable_min=costs.cheapest().bitops, reachable_max=costs.largest().bitops,
     )
 
 

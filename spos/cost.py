@@ -1,16 +1,24 @@
-"""Exact FLOPs (multiply-accumulates, the SPOS paper's convention) and params.
+"""Exact FLOPs (multiply-accumulates, the SPOS paper's convention), params and BitOPs.
 
 Computed analytically from block layouts and cached per signature, so an
 arch's cost is a sum of table lookups (the searcher evaluates many).
 Tests check the numbers against ``torch.utils.flop_counter.FlopCounterMode``
 (which counts 2 per MAC) and ``sum(p.numel())`` of the static network.
-Params include BatchNorm scale and shift, as in the deployable network.
+Params include BatchNorm scale and shift, as in the deployable network; not
+the PACT clip values of quantized nets (one scalar per quantized conv input:
+quantization parameters like a scale, not weights).
+
+BitOPs (paper Sec. 3.3) = sum over quantized convs of MACs x weight bits x
+activation bits. In the ``w{W}a{A}`` ResNet blocks these are both 3x3 convs
+and the 1x1 downsample shortcut (all run at the block's bits); the full-precision
+stem conv and classifier do not count.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable, Iterable
 
 from spos.arch import Arch
 from spos.ops import ConvSpec, conv_out_size
@@ -30,16 +38,19 @@ from spos.space import SearchSpace
 class Cost:
     flops: int  # multiply-accumulates
     params: int
+    bitops: int = 0  # quantized convs' MACs x w_bits x a_bits; 0 without quantized convs
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.flops + other.flops, self.params + other.params)
+        return Cost(self.flops + other.flops, self.params + other.params, self.bitops + other.bitops)
 
 
 def conv_cost(spec: ConvSpec, in_size: int) -> tuple[Cost, int]:
     """Cost of conv + BN at ``in_size``, and the output size."""
     out_size = conv_out_size(in_size, spec.kernel, spec.stride)
     weights = spec.c_out * (spec.c_in // spec.groups) * spec.kernel * spec.kernel
-    return Cost(weights * out_size * out_size, weights + 2 * spec.c_out), out_size
+    macs = weights * out_size * out_size
+    bitops = macs * spec.w_bits * spec.a_bits if spec.quantized else 0
+    return Cost(macs, weights + 2 * spec.c_out, bitops), out_size
 
 
 def _branch_cost(specs: tuple[ConvSpec, ...], size: int) -> Cost:
@@ -63,13 +74,13 @@ def stem_cost(sig: StemSignature) -> Cost:
 
 @lru_cache(maxsize=None)
 def head_cost(sig: HeadSignature) -> Cost:
-    conv = conv_cost(ConvSpec(sig.c_in, sig.channels, 1), sig.in_size)[0]
+    conv = conv_cost(ConvSpec(sig.c_in, sig.channels, 1), sig.in_size)[0] if sig.conv else Cost(0, 0)
     linear = sig.channels * sig.num_classes
     return conv + Cost(linear, linear + (sig.num_classes if sig.bias else 0))
 
 
 class CostModel:
-    """FLOPs and params of any arch of one space, as sums of per-block tables."""
+    """FLOPs, params and BitOPs of any arch of one space, as sums of per-block tables."""
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
@@ -77,34 +88,41 @@ class CostModel:
         for sig in fixed_signatures(space):
             fixed = fixed + block_cost(sig)
         self.base = stem_cost(stem_signature(space)) + fixed + head_cost(head_signature(space))
-        # table[i][op][channel] -> (flops, params) of block i
-        self._table: list[dict[int, dict[int | None, tuple[int, int]]]] = []
+        # table[i][op][channel] -> (flops, params, bitops) of block i
+        self._table: list[dict[int, dict[int | None, tuple[int, int, int]]]] = []
         for block in space.blocks:
             per_op = {}
             for o in block.candidates:
                 per_op[o] = {}
                 for c in space.channel_choices:
                     cost = block_cost(block_signature(space, block, space.ops[o], c))
-                    per_op[o][c] = (cost.flops, cost.params)
+                    per_op[o][c] = (cost.flops, cost.params, cost.bitops)
             self._table.append(per_op)
 
     def __call__(self, arch: Arch) -> Cost:
         """Cost of a validated arch."""
-        flops, params = self.base.flops, self.base.params
+        flops, params, bitops = self.base.flops, self.base.params, self.base.bitops
         channels = arch.channels or (None,) * len(arch.ops)
         for table, o, c in zip(self._table, arch.ops, channels):
-            f, p = table[o][c]
+            f, p, b = table[o][c]
             flops += f
             params += p
-        return Cost(flops, params)
+            bitops += b
+        return Cost(flops, params, bitops)
+
+    def _extreme(self, pick: Callable[[Iterable[int]], int]) -> Cost:
+        # Blocks are independent, so each metric's extreme is the sum of per-block extremes
+        # (each metric on its own: the cheapest FLOPs and the cheapest BitOPs may be different archs).
+        totals = [self.base.flops, self.base.params, self.base.bitops]
+        for table in self._table:
+            entries = [entry for per in table.values() for entry in per.values()]
+            for m in range(3):
+                totals[m] += pick(entry[m] for entry in entries)
+        return Cost(*totals)
 
     def cheapest(self) -> Cost:
-        """The smallest FLOPs and the smallest params any arch reaches (each minimized on its own)."""
-        flops = self.base.flops + sum(min(f for per in t.values() for f, _ in per.values()) for t in self._table)
-        params = self.base.params + sum(min(p for per in t.values() for _, p in per.values()) for t in self._table)
-        return Cost(flops, params)
+        """The smallest FLOPs, params and BitOPs any arch reaches (each minimized on its own)."""
+        return self._extreme(min)
 
     def largest(self) -> Cost:
-        flops = self.base.flops + sum(max(f for per in t.values() for f, _ in per.values()) for t in self._table)
-        params = self.base.params + sum(max(p for per in t.values() for _, p in per.values()) for t in self._table)
-        return Cost(flops, params)
+        return self._extreme(max)

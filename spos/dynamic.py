@@ -13,19 +13,31 @@ from torch import nn
 
 from spos.blocks import ConvBNAct, combine_branches
 from spos.ops import BlockLayout, ConvSpec
+from spos.quant import DynamicPACT, quantize_weight
 
 
 class DynamicConv2d(nn.Conv2d):
     """A conv whose active in/out channels are a prefix of its weights."""
 
-    def forward(self, x: torch.Tensor, c_out: int | None = None) -> torch.Tensor:  # type: ignore[override]
+    def active_weight(self, c_in: int, c_out: int | None) -> tuple[torch.Tensor, int]:
+        """The weight slice for ``c_in`` -> ``c_out`` channels, and its conv groups."""
         c_out = self.out_channels if c_out is None else c_out
-        c_in = x.shape[1]
         if self.groups == 1:
-            weight, groups = self.weight[:c_out, :c_in], 1
-        else:  # depthwise: one filter per channel, c_in == c_out
-            weight, groups = self.weight[:c_out], c_out
+            return self.weight[:c_out, :c_in], 1
+        return self.weight[:c_out], c_out  # depthwise: one filter per channel, c_in == c_out
+
+    def forward(self, x: torch.Tensor, c_out: int | None = None) -> torch.Tensor:  # type: ignore[override]
+        weight, groups = self.active_weight(x.shape[1], c_out)
         return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups)
+
+
+class DynamicQuantConv2d(DynamicConv2d):
+    """Slices its full-precision weights, then quantizes the slice to the path's weight bits
+    (the static `spos.quant.QuantConv2d` holds exactly that slice and quantizes it the same way)."""
+
+    def forward(self, x: torch.Tensor, c_out: int | None = None, *, w_bits: int) -> torch.Tensor:  # type: ignore[override]
+        weight, groups = self.active_weight(x.shape[1], c_out)
+        return F.conv2d(x, quantize_weight(weight, w_bits), None, self.stride, self.padding, self.dilation, groups)
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
@@ -65,14 +77,33 @@ class DynamicConvBNAct(ConvBNAct):
         return self.act(self.bn(self.conv(x, spec.c_out)))
 
 
-class DynamicBlock(nn.Module):
-    """A supernet candidate at its largest layout; runs any smaller layout of the same op."""
+class DynamicQuantConvBNAct(DynamicConvBNAct):
+    """Runs any bit pair: the weights are shared by every bit width, the PACT clips are not."""
 
-    def __init__(self, max_layout: BlockLayout, bn_affine: bool) -> None:
+    def __init__(self, spec: ConvSpec, bn_affine: bool, act_bits: tuple[int, ...]) -> None:
+        ConvBNAct.__init__(self, spec, bn_affine, DynamicQuantConv2d, DynamicBatchNorm2d)
+        self.quant_in = DynamicPACT(act_bits)
+
+    def forward(self, x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:  # type: ignore[override]
+        return self.act(self.bn(self.conv(self.quant_in(x, spec.a_bits), spec.c_out, w_bits=spec.w_bits)))
+
+
+def _dynamic_layer(spec: ConvSpec, bn_affine: bool, act_bits: tuple[int, ...]) -> DynamicConvBNAct:
+    if spec.quantized:
+        return DynamicQuantConvBNAct(spec, bn_affine, act_bits)
+    return DynamicConvBNAct(spec, bn_affine)
+
+
+class DynamicBlock(nn.Module):
+    """A supernet candidate at its largest layout; runs any smaller layout of the same op
+    (or of any op of its weight group, e.g. every bit pair of a quantized block, whose
+    activation bit widths are ``act_bits``)."""
+
+    def __init__(self, max_layout: BlockLayout, bn_affine: bool, act_bits: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.layout = max_layout
-        self.main = nn.ModuleList(DynamicConvBNAct(s, bn_affine) for s in max_layout.main)
-        self.proj = nn.ModuleList(DynamicConvBNAct(s, bn_affine) for s in max_layout.proj)
+        self.main = nn.ModuleList(_dynamic_layer(s, bn_affine, act_bits) for s in max_layout.main)
+        self.proj = nn.ModuleList(_dynamic_layer(s, bn_affine, act_bits) for s in max_layout.proj)
 
     def forward(self, x: torch.Tensor, layout: BlockLayout) -> torch.Tensor:  # type: ignore[override]
         def run(layers: nn.ModuleList, specs: tuple[ConvSpec, ...]):

@@ -14,14 +14,17 @@ from spos.signature import arch_signatures, fixed_signatures
 from spos.space import SearchSpace
 
 
-def build_stem(space: SearchSpace, bn_affine: bool) -> ConvBNAct:
+def build_stem(space: SearchSpace, bn_affine: bool) -> nn.Module:
     s = space.stem
-    return ConvBNAct(ConvSpec(space.in_channels, s.channels, s.kernel, s.stride, act=space.activation), bn_affine)
+    conv = ConvBNAct(ConvSpec(space.in_channels, s.channels, s.kernel, s.stride, act=space.activation), bn_affine)
+    # Wrapped only with a pool, so the stems of earlier spaces keep their weight names.
+    return nn.Sequential(conv, nn.MaxPool2d(3, 2, 1)) if s.pool else conv
 
 
 def build_head(space: SearchSpace, bn_affine: bool) -> Head:
     h = space.head
-    return Head(space.head_in_channels, h.channels, space.num_classes, space.activation, h.dropout, h.bias, bn_affine)
+    return Head(space.head_in_channels, h.channels, space.num_classes, space.activation, h.dropout, h.bias, bn_affine,
+                conv=h.conv)
 
 
 class StaticNet(nn.Module):

@@ -10,15 +10,24 @@ Ops (SPOS paper, Table 2 and Table 5):
 - ``choice_x``: Xception-like ShuffleNetV2 unit, three dw3x3 + pw pairs.
 - ``mbconv_k{3,5,7}_e{1,3,6}``: MobileNetV2 inverted residual.
 - ``skip``: identity; only where the block keeps its shape.
+- ``w{W}a{A}`` (Sec. 3.3, mixed-precision search): torchvision's ResNet basic
+  block with W-bit weights and A-bit activations in its convs (`spos.quant`);
+  every bit pair of a block shares one set of full-precision weights.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Literal
 
 Activation = Literal["relu", "relu6"] | None
-Combine = Literal["shuffle", "concat", "residual", "plain", "identity"]
+Combine = Literal["shuffle", "concat", "residual", "plain", "identity", "basic"]
+
+# Quantized convs hold their k-bit levels in INT8 at export (QDQ): DoReFa weights are the odd
+# integers up to +-(2^k - 1), PACT activations 0 .. 2^k - 1 with zero point 0, so k <= 7.
+MAX_BITS = 7
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,14 @@ class ConvSpec:
     stride: int = 1
     depthwise: bool = False
     act: Activation = None
+    # Quantized conv (`spos.quant`): w_bits-bit weights, input quantized to a_bits bits (PACT).
+    # Both None: full precision.
+    w_bits: int | None = None
+    a_bits: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.w_bits is not None
 
     @property
     def groups(self) -> int:
@@ -48,6 +65,8 @@ class BlockLayout:
       - ``residual``: ``x + main(x)``.
       - ``plain``: ``main(x)``.
       - ``identity``: ``x``.
+      - ``basic``: ``relu(main(x) + proj(x))`` (ResNet's basic block; ``proj`` is
+        the downsample shortcut, the identity when empty).
     """
 
     main: tuple[ConvSpec, ...]
@@ -71,6 +90,14 @@ class OpSpec:
     layout: Callable[[int, int, int, int], BlockLayout]
     keeps_shape_only: bool = False
     channel_searchable: bool = True
+    # Ops of one weight group share one set of supernet weights (the bit pairs of a
+    # quantized block); None: the op has its own.
+    weight_group: str | None = None
+    bits: tuple[int, int] | None = None  # (weight bits, activation bits) of a quantized op
+
+    @property
+    def group(self) -> str:
+        return self.weight_group or self.name
 
 
 def _shuffle_in(c_in: int, stride: int) -> int:
@@ -132,6 +159,53 @@ def _skip_layout(c_in: int, c_out: int, c_mid: int, stride: int) -> BlockLayout:
     return BlockLayout((), (), "identity")
 
 
+def _basic_layout(w_bits: int, a_bits: int) -> Callable[[int, int, int, int], BlockLayout]:
+    """torchvision's BasicBlock; c_mid is its bottleneck (the first conv's outputs).
+
+    The downsample shortcut (1x1 conv + BN where the shape changes) is quantized
+    with the block's bits too: it reads the same block input as the first conv.
+    """
+
+    def layout(c_in: int, c_out: int, c_mid: int, stride: int) -> BlockLayout:
+        main = (
+            ConvSpec(c_in, c_mid, 3, stride, act="relu", w_bits=w_bits, a_bits=a_bits),
+            ConvSpec(c_mid, c_out, 3, w_bits=w_bits, a_bits=a_bits),
+        )
+        downsample = stride != 1 or c_in != c_out
+        proj = (ConvSpec(c_in, c_out, 1, stride, w_bits=w_bits, a_bits=a_bits),) if downsample else ()
+        return BlockLayout(main, proj, "basic")
+
+    return layout
+
+
+QUANT_GROUP = "resnet_basic_quant"
+_QUANT_NAME = re.compile(r"w(\d+)a(\d+)")
+
+
+def parse_bits(name: str) -> tuple[int, int] | None:
+    """``"w2a4"`` -> (2, 4); None for a name of another form; ValueError for bits out of range."""
+    match = _QUANT_NAME.fullmatch(name)
+    if match is None:
+        return None
+    w_bits, a_bits = int(match.group(1)), int(match.group(2))
+    if name != f"w{w_bits}a{a_bits}":
+        raise ValueError(f"op {name!r}: write bit widths without leading zeros, e.g. 'w{w_bits}a{a_bits}'")
+    for kind, bits in (("weight", w_bits), ("activation", a_bits)):
+        if not 1 <= bits <= MAX_BITS:
+            raise ValueError(
+                f"op {name!r}: {kind} bits {bits} out of range; expected 1..{MAX_BITS} "
+                "(the QDQ export holds the levels in INT8)"
+            )
+    return w_bits, a_bits
+
+
+@lru_cache(maxsize=None)
+def _quant_op(name: str, w_bits: int, a_bits: int) -> OpSpec:
+    return OpSpec(
+        name, lambda c_in, c_out: c_out, _basic_layout(w_bits, a_bits), weight_group=QUANT_GROUP, bits=(w_bits, a_bits)
+    )
+
+
 def _half_out(c_in: int, c_out: int) -> int:
     return c_out // 2
 
@@ -159,11 +233,17 @@ OPS: dict[str, OpSpec] = _build_registry()
 
 
 def get_op(name: str) -> OpSpec:
-    """Look an op up by name; unknown names list the valid ones."""
-    try:
+    """Look an op up by name (a registered op or a quantized ``w{W}a{A}`` block);
+    unknown names list the valid ones, bad bit widths name the bad value."""
+    if name in OPS:
         return OPS[name]
-    except KeyError:
-        raise ValueError(f"unknown op {name!r}; expected one of: {', '.join(OPS)}") from None
+    bits = parse_bits(name) if isinstance(name, str) else None
+    if bits is None:
+        raise ValueError(
+            f"unknown op {name!r}; expected one of: {', '.join(OPS)}, "
+            f"or a quantized ResNet block w{{W}}a{{A}} (W, A in 1..{MAX_BITS}, e.g. w2a4)"
+        )
+    return _quant_op(name, *bits)
 
 
 def conv_out_size(size: int, kernel: int, stride: int) -> int:

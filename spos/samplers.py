@@ -150,14 +150,19 @@ class ConstraintSampler:
 
 
 def cost_metric(name: str, space: SearchSpace) -> Callable[[Arch], float]:
-    """Exact FLOPs or params of an arch, the metrics the space itself can price."""
+    """Exact FLOPs, params or BitOPs of an arch, the metrics the space itself can price."""
     costs = CostModel(space)
     if name == "flops":
         return lambda arch: float(costs(arch).flops)
     if name == "params":
         return lambda arch: float(costs(arch).params)
+    if name == "bitops":
+        if not space.quantized:
+            raise ValueError(f"sampler metric 'bitops': space {space.name!r} has no quantized blocks; "
+                             "expected a quantization space (ops w{W}a{A})")
+        return lambda arch: float(costs(arch).bitops)
     raise ValueError(
-        f"sampler metric {name!r} is not computed from the space (flops, params); pass it in as metric=, "
+        f"sampler metric {name!r} is not computed from the space (flops, params, bitops); pass it in as metric=, "
         "e.g. a latency.predictor.LatencyPredictor for 'latency'"
     )
 

@@ -38,6 +38,7 @@ from spos.atomic import write_json_atomic, write_text_atomic
 from spos.constraints import (
     Constraint,
     Constraints,
+    bitops_constraint,
     describe_reachable,
     flops_constraint,
     latency_constraint,
@@ -97,10 +98,11 @@ def build_budgets(
     max_params: Sequence[float] = (),
     min_params: float | None = None,
     latency: Sequence[LatencyBound] = (),
+    max_bitops: Sequence[float] = (),
 ) -> list[Budget]:
     """One budget per value of the (at most one) bound given several values; all other bounds in every budget.
 
-    Constraints are ordered FLOPs, params, latency: cheapest checks first.
+    Constraints are ordered FLOPs, params, BitOPs, latency: cheapest checks first.
     """
     costs = CostModel(space)
     sweeps: list[tuple[str, list[Constraint]]] = []
@@ -110,6 +112,8 @@ def build_budgets(
     if max_params or min_params is not None:
         uppers = list(max_params) or [None]
         sweeps.append(("max_params", [params_constraint(costs, u, min_params) for u in uppers]))
+    if max_bitops:
+        sweeps.append(("max_bitops", [bitops_constraint(costs, u) for u in max_bitops]))
     for bound in latency:
         if not bound.max_ms:
             raise ValueError(f"latency bound {bound.name!r} has no value; expected NAME=MS")
@@ -183,6 +187,8 @@ def _candidate_json(c: Candidate, constraints: Constraints, costs: CostModel) ->
         "flops": cost.flops,
         "params": cost.params,
     }
+    if costs.space.quantized:
+        data["bitops"] = cost.bitops
     latency = {m.split(":", 1)[1]: v for m, v in constraints.metrics(c.arch).items() if m.startswith("latency:")}
     if latency:
         data["latency_ms"] = latency

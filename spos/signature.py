@@ -59,14 +59,17 @@ class StemSignature:
     stride: int
     in_size: int
     act: str
+    pool: bool = False  # ResNet's 3x3 stride-2 max-pool after the conv
 
     @property
     def key(self) -> str:
-        return f"stem|in={self.c_in}|out={self.c_out}|k={self.kernel}|s={self.stride}|hw={self.in_size}|{self.act}"
+        pool = "|pool" if self.pool else ""  # only when set: earlier LUT keys stay valid
+        return f"stem|in={self.c_in}|out={self.c_out}|k={self.kernel}|s={self.stride}|hw={self.in_size}|{self.act}{pool}"
 
     @property
     def out_size(self) -> int:
-        return conv_out_size(self.in_size, self.kernel, self.stride)
+        size = conv_out_size(self.in_size, self.kernel, self.stride)
+        return conv_out_size(size, 3, 2) if self.pool else size
 
 
 @dataclass(frozen=True, order=True)
@@ -77,12 +80,14 @@ class HeadSignature:
     in_size: int
     bias: bool
     act: str
+    conv: bool = True  # False: pool -> classifier, no 1x1 conv (``channels`` == ``c_in``)
 
     @property
     def key(self) -> str:
+        conv = "" if self.conv else "|conv=0"  # only when not set: earlier LUT keys stay valid
         return (
             f"head|in={self.c_in}|out={self.channels}|classes={self.num_classes}"
-            f"|hw={self.in_size}|bias={int(self.bias)}|{self.act}"
+            f"|hw={self.in_size}|bias={int(self.bias)}|{self.act}{conv}"
         )
 
 
@@ -98,12 +103,15 @@ def block_signature(space: SearchSpace, block: BlockPosition, op_name: str, chan
 
 def stem_signature(space: SearchSpace) -> StemSignature:
     s = space.stem
-    return StemSignature(space.in_channels, s.channels, s.kernel, s.stride, space.input_size, space.activation)
+    return StemSignature(space.in_channels, s.channels, s.kernel, s.stride, space.input_size, space.activation, s.pool)
 
 
 def head_signature(space: SearchSpace) -> HeadSignature:
     h = space.head
-    return HeadSignature(space.head_in_channels, h.channels, space.num_classes, space.head_in_size, h.bias, space.activation)
+    channels = h.channels if h.conv else space.head_in_channels
+    return HeadSignature(
+        space.head_in_channels, channels, space.num_classes, space.head_in_size, h.bias, space.activation, h.conv
+    )
 
 
 def fixed_signatures(space: SearchSpace) -> tuple[BlockSignature, ...]:

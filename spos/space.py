@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from spos.fields import coerce, parse_fields
-from spos.ops import OPS, conv_out_size, get_op
+from spos.ops import conv_out_size, get_op
 from spos.readers import read_yaml_mapping
+
+
+# Fields added after spaces were first hashed carry this metadata: left at their default
+# they stay out of `SearchSpace.to_dict`, so every earlier space keeps its hash (LUTs and
+# checkpoints record it).
+_OMIT_DEFAULT = {"omit_default": True}
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class StemSpec:
     channels: int
     kernel: int = 3
     stride: int = 2
+    pool: bool = field(default=False, metadata=_OMIT_DEFAULT)  # 3x3 stride-2 max-pool after it (ResNet)
 
 
 @dataclass(frozen=True)
@@ -46,9 +53,12 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    channels: int
+    """``conv: false`` (ResNet): pool -> classifier on the last stage, no 1x1 conv and no ``channels``."""
+
+    channels: int = 0
     dropout: float = 0.0
     bias: bool = True
+    conv: bool = field(default=True, metadata=_OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,8 @@ class SearchSpace:
     # ---- derived structure -------------------------------------------------
     @property
     def stem_out_size(self) -> int:
-        return conv_out_size(self.input_size, self.stem.kernel, self.stem.stride)
+        size = conv_out_size(self.input_size, self.stem.kernel, self.stem.stride)
+        return conv_out_size(size, 3, 2) if self.stem.pool else size
 
     @property
     def fixed_positions(self) -> tuple[BlockPosition, ...]:
@@ -141,7 +152,7 @@ class SearchSpace:
 
     def num_channel_choices(self, op_index: int) -> int:
         """How many distinct mid-channel choices op ``op_index`` has (1: not searched)."""
-        if not self.channel_multipliers or not OPS[self.ops[op_index]].channel_searchable:
+        if not self.channel_multipliers or not get_op(self.ops[op_index]).channel_searchable:
             return 1
         return len(self.channel_multipliers)
 
@@ -153,6 +164,11 @@ class SearchSpace:
             return base
         # round() first: 0.6 * 160 is 95.999... in floating point.
         return max(1, int(round(base * self.channel_multipliers[channel], 6)))
+
+    @property
+    def quantized(self) -> bool:
+        """Whether its choice blocks hold quantized convs (``w{W}a{A}`` ops): BitOPs apply."""
+        return any(get_op(name).bits is not None for name in self.ops)
 
     @property
     def max_channel(self) -> int | None:
@@ -173,9 +189,9 @@ class SearchSpace:
                 continue
             value = getattr(self, f.name)
             if isinstance(value, tuple):
-                value = [vars(v).copy() if hasattr(v, "__dataclass_fields__") else v for v in value]
+                value = [_identity_dict(v) if hasattr(v, "__dataclass_fields__") else v for v in value]
             elif hasattr(value, "__dataclass_fields__"):
-                value = vars(value).copy()
+                value = _identity_dict(value)
             data[f.name] = value
         return data
 
@@ -194,6 +210,14 @@ class SearchSpace:
         return _parse_space(read_yaml_mapping(path, "search space file"), str(path))
 
 
+def _identity_dict(spec: Any) -> dict[str, Any]:
+    return {
+        f.name: getattr(spec, f.name)
+        for f in fields(spec)
+        if not (f.metadata.get("omit_default") and getattr(spec, f.name) == f.default)
+    }
+
+
 def _choice_blocks(space: SearchSpace) -> tuple[ChoiceBlock, ...]:
     c_in = space.fixed_blocks[-1].channels if space.fixed_blocks else space.stem.channels
     size = space.fixed_positions[-1].out_size if space.fixed_blocks else space.stem_out_size
@@ -203,7 +227,7 @@ def _choice_blocks(space: SearchSpace) -> tuple[ChoiceBlock, ...]:
             stride = stage.stride if repeat == 0 else 1
             keeps_shape = stride == 1 and c_in == stage.channels
             allowed = tuple(
-                i for i, name in enumerate(space.ops) if keeps_shape or not OPS[name].keeps_shape_only
+                i for i, name in enumerate(space.ops) if keeps_shape or not get_op(name).keeps_shape_only
             )
             blocks.append(ChoiceBlock(index, c_in, stage.channels, stride, size, allowed))
             c_in, size, index = stage.channels, conv_out_size(size, 3, stride), index + 1
@@ -305,8 +329,10 @@ def _stride(value: int, where: str) -> int:
 
 
 def _op_name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or value not in OPS:
-        raise ValueError(f"{where}: unknown op {value!r}; expected one of: {', '.join(OPS)}")
+    try:
+        get_op(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     return value
 
 
@@ -377,7 +403,13 @@ def _parse_multipliers(value: Any, where: str) -> tuple[float, ...]:
 
 def _parse_head(data: Any, where: str) -> HeadSpec:
     head = _section(HeadSpec, data, where)
-    _count(head.channels, f"{where}.channels", MAX_CHANNELS)
+    if head.conv:
+        if "channels" not in data:
+            raise ValueError(f"{where}: missing required field 'channels' (the head's 1x1 conv; or conv: false)")
+        _count(head.channels, f"{where}.channels", MAX_CHANNELS)
+    elif head.channels != 0:
+        raise ValueError(f"{where}.channels: {head.channels} given with conv: false; expected no channels "
+                         "(the classifier reads the last stage directly)")
     if not 0.0 <= head.dropout < 1.0:
         raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {head.dropout}")
     return head
@@ -400,7 +432,7 @@ def _check_structure(space: SearchSpace, src: str) -> None:
 
 
 def _check_op_fits(op_name: str, pos: BlockPosition, where: str) -> None:
-    op = OPS[op_name]
+    op = get_op(op_name)
     if op.keeps_shape_only and not pos.keeps_shape:
         raise ValueError(
             f"{where}: op {op_name!r} needs in == out channels and stride 1, "

@@ -1,7 +1,9 @@
 """The single-path supernet: every choice block holds all its candidates.
 
 ``forward(x, arch)`` runs exactly one path; candidates keep their largest
-mid-channel weights and a path's channel choice slices them.
+mid-channel weights and a path's channel choice slices them. Ops of one
+weight group (the bit pairs of a quantized ResNet block) are one candidate
+module that runs every op of the group.
 ``subnet(arch)`` returns the equivalent plain `StaticNet`.
 """
 
@@ -15,7 +17,8 @@ from spos.blocks import Block
 from spos.dynamic import DynamicBlock
 from spos.nested_init import INITS, nest_candidates
 from spos.network import StaticNet, build_head, build_stem
-from spos.ops import BlockLayout
+from spos.ops import BlockLayout, get_op
+from spos.quant import PACT, DynamicPACT
 from spos.signature import block_signature, fixed_signatures
 from spos.space import SearchSpace
 
@@ -36,13 +39,16 @@ class Supernet(nn.Module):
         # _layouts[i][op][channel]: the layout of every path through block i, precomputed
         # so that forward() does no shape arithmetic.
         self._layouts: list[dict[int, dict[int | None, BlockLayout]]] = []
+        # The candidate module of each op: its weight group's name (the op's own name but for grouped ops).
+        self._module_names = [get_op(name).group for name in space.ops]
         for block in space.blocks:
             candidates = nn.ModuleDict()
             layouts: dict[int, dict[int | None, BlockLayout]] = {}
             for o in block.candidates:
-                name = space.ops[o]
-                widest = block_signature(space, block, name, space.max_channel).layout
-                candidates[name] = DynamicBlock(widest, bn_affine)
+                name, group = space.ops[o], self._module_names[o]
+                if group not in candidates:
+                    widest = block_signature(space, block, name, space.max_channel).layout
+                    candidates[group] = DynamicBlock(widest, bn_affine, self._act_bits(block.candidates, group))
                 layouts[o] = {c: block_signature(space, block, name, c).layout for c in space.channel_choices}
             if init == "nested":
                 nest_candidates(candidates)
@@ -55,13 +61,18 @@ class Supernet(nn.Module):
         x = self.fixed(self.stem(x))
         channels = arch.channels or (None,) * len(arch.ops)
         for i, (o, c) in enumerate(zip(arch.ops, channels)):
-            x = self.choices[i][self.space.ops[o]](x, self._layouts[i][o][c])
+            x = self.choices[i][self._module_names[o]](x, self._layouts[i][o][c])
         return self.head(x)
+
+    def _act_bits(self, candidates: tuple[int, ...], group: str) -> tuple[int, ...]:
+        """The activation bit widths the ops of ``group`` use at a block (each gets a PACT clip)."""
+        ops = [get_op(self.space.ops[o]) for o in candidates if self._module_names[o] == group]
+        return tuple(sorted({op.bits[1] for op in ops if op.bits is not None}))
 
     def path_parameters(self, arch: Arch) -> list[nn.Parameter]:
         """Parameters that a forward pass of ``arch`` touches (stem, fixed, chosen candidates, head)."""
         modules = [self.stem, self.fixed, self.head]
-        modules += [self.choices[i][self.space.ops[o]] for i, o in enumerate(arch.ops)]
+        modules += [self.choices[i][self._module_names[o]] for i, o in enumerate(arch.ops)]
         return [p for m in modules for p in m.parameters()]
 
     @torch.no_grad()
@@ -79,7 +90,7 @@ class Supernet(nn.Module):
         copy_sliced(self.fixed, net.fixed)
         copy_sliced(self.head, net.head)
         for i, o in enumerate(arch.ops):
-            copy_sliced(self.choices[i][self.space.ops[o]], net.blocks[i])
+            copy_sliced(self.choices[i][self._module_names[o]], net.blocks[i])
         return net.train(self.training)
 
 
@@ -87,13 +98,19 @@ def copy_sliced(src: nn.Module, dst: nn.Module) -> None:
     """Copy weights from ``src`` into the same-structured, possibly narrower ``dst``.
 
     Convs copy ``weight[:out, :in]``, BatchNorms the first channels of their
-    statistics; a non-affine source BN becomes scale 1 / shift 0.
+    statistics; a non-affine source BN becomes scale 1 / shift 0; a PACT
+    quantizer the clip of its bit width.
     """
-    src_layers = [m for m in src.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
-    dst_layers = [m for m in dst.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+    kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, PACT, DynamicPACT)
+    src_layers = [m for m in src.modules() if isinstance(m, kinds)]
+    dst_layers = [m for m in dst.modules() if isinstance(m, kinds)]
     assert len(src_layers) == len(dst_layers), "supernet and static block differ in structure"
     for s, d in zip(src_layers, dst_layers):
-        assert type(d) in (nn.Conv2d, nn.BatchNorm2d, nn.Linear) and isinstance(s, type(d))
+        if isinstance(d, PACT):
+            assert isinstance(s, DynamicPACT)
+            d.alpha.copy_(s.alpha(d.bits))
+            continue
+        assert isinstance(s, type(d)) or isinstance(d, nn.Conv2d) and isinstance(s, nn.Conv2d)
         if isinstance(d, nn.Conv2d):
             d.weight.copy_(s.weight[: d.weight.shape[0], : d.weight.shape[1]])
         elif isinstance(d, nn.BatchNorm2d):

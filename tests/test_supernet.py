@@ -13,6 +13,7 @@ from spos.arch import Arch
 from spos.cost import CostModel
 from spos.network import StaticNet
 from spos.ops import OPS
+from spos.quant import PACT
 from spos.sampling import sample_uniform
 from spos.space import SearchSpace
 from spos.supernet import Supernet
@@ -26,7 +27,10 @@ def measured_cost(net: torch.nn.Module, space: SearchSpace) -> tuple[int, int]:
     x = torch.randn(1, space.in_channels, space.input_size, space.input_size)
     with FlopCounterMode(display=False) as counter:
         net.eval()(x)
-    return counter.get_total_flops() // 2, sum(p.numel() for p in net.parameters())
+    # Params are the weights; a quantized net's PACT clips (one scalar per quantized conv input)
+    # are quantization parameters, outside the count (spos.cost).
+    clips = {id(m.alpha) for m in net.modules() if isinstance(m, PACT)}
+    return counter.get_total_flops() // 2, sum(p.numel() for p in net.parameters() if id(p) not in clips)
 
 
 @pytest.mark.parametrize("seed", range(3))

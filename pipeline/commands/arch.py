@@ -46,6 +46,8 @@ def arch_info(args: argparse.Namespace) -> int:
     ]
     info = {"arch": str(arch), "space": space.name, "space_hash": space.hash, "flops": cost.flops,
             "params": cost.params, "blocks": blocks}
+    if space.quantized:  # BitOPs exist only where convs are quantized
+        info["bitops"] = cost.bitops
     if args.json:
         print_json(info)
         return 0
@@ -53,6 +55,8 @@ def arch_info(args: argparse.Namespace) -> int:
     print(f"space    {space.name}")
     print(f"FLOPs    {human_count(cost.flops)} ({cost.flops} multiply-accumulates)")
     print(f"params   {human_count(cost.params)} ({cost.params})")
+    if space.quantized:
+        print(f"BitOPs   {human_count(cost.bitops)} ({cost.bitops}: quantized convs' MACs x weight bits x activation bits)")
     for b in blocks:
         mult = f" x{b['multiplier']:g}" if b["multiplier"] is not None else ""
         print(f"  block {b['block']:>2}: {b['op']}{mult} (mid {b['mid_channels']})")

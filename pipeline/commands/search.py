@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-flops", help="lower FLOPs bound")
     p.add_argument("--max-params", help="upper params bound(s), e.g. 3.5M")
     p.add_argument("--min-params", help="lower params bound")
+    p.add_argument("--max-bitops", help="upper BitOPs bound(s) of a quantization space (MACs x weight bits x "
+                   "activation bits of the quantized convs), e.g. 6.3G")
     p.add_argument("--max-latency", action="append", default=[], metavar="LUT.json=MS",
                    help="predicted-latency bound(s) in ms from a LUT; repeat for several devices at once")
     p.add_argument("--strategy", choices=sorted(STRATEGY_CHOICES), default="evolution",
@@ -125,6 +127,7 @@ def search(args: argparse.Namespace) -> int:
         max_params=_counts(args.max_params, "--max-params"),
         min_params=_one_count(args.min_params, "--min-params"),
         latency=_latency_bounds(args.max_latency, space),
+        max_bitops=_counts(args.max_bitops, "--max-bitops"),
     )
     data = load_train_config(args.config).data if args.config else None
     outcome = search_supernet(
@@ -156,8 +159,9 @@ def _print_summary(outcome: SearchOutcome) -> None:
                 print(f"  {constraint['metric']} from {_describe_source(constraint['source'])}")
         print(f"  best   {best['arch']}")
         latency = "".join(f", {k} {v:.3f} ms" for k, v in best.get("latency_ms", {}).items())
+        bitops = f", {human_count(best['bitops'])} BitOPs" if "bitops" in best else ""
         print(f"         top-1 {100 * best['accuracy']:.2f}% (search-val), {human_count(best['flops'])} FLOPs, "
-              f"{human_count(best['params'])} params{latency} [{best['strategy']}]")
+              f"{human_count(best['params'])} params{bitops}{latency} [{best['strategy']}]")
         for strategy, run in entry["runs"].items():
             print(f"  {strategy:<9} best {100 * run['best']['accuracy']:.2f}% after {run['evaluations']} candidates")
     print(f"evaluated {outcome.fresh_evaluations} new candidates ({outcome.cache_hits} cache hits); "

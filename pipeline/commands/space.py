@@ -39,6 +39,7 @@ def space_summary(space: SearchSpace) -> dict:
         "size": space.size,
         "flops_range": [cheapest.flops, largest.flops],
         "params_range": [cheapest.params, largest.params],
+        **({"bitops_range": [cheapest.bitops, largest.bitops]} if space.quantized else {}),
     }
 
 
@@ -63,6 +64,9 @@ def show_space(args: argparse.Namespace) -> int:
     print(f"size            {space.size:.3e} architectures")
     print(f"FLOPs (MACs)    {human_count(summary['flops_range'][0])} .. {human_count(summary['flops_range'][1])}")
     print(f"params          {human_count(summary['params_range'][0])} .. {human_count(summary['params_range'][1])}")
+    if "bitops_range" in summary:
+        low, high = summary["bitops_range"]
+        print(f"BitOPs          {human_count(low)} .. {human_count(high)}")
     print()
     print(f"{'block':>5}  {'in':>5} {'out':>5} {'stride':>6} {'input':>7}  candidates")
     for b in space.blocks:
