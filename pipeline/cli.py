@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "pipeline.commands.retrain",
     "pipeline.commands.run",
     "pipeline.commands.search",
+    "pipeline.commands.spnas",
     "pipeline.commands.train",
 ]
 
