@@ -100,7 +100,9 @@ def activation_scale(alpha: torch.Tensor, bits: int) -> torch.Tensor:
 
 def quantize_activation(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
     """PACT: ``round(clip(x, 0, alpha) / s) * s`` with ``s = alpha / (2^k - 1)``."""
-    y = torch.minimum(F.relu(x), clip_value(alpha))
+    alpha = clip_value(alpha)
+    # where, not minimum: at x == alpha the gradient belongs to alpha (PACT), not split in half
+    y = torch.where(x < alpha, F.relu(x), alpha)
     scale = activation_scale(alpha, bits)
     return _RoundSTE.apply(y / scale) * scale
 
