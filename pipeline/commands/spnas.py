@@ -47,6 +47,7 @@ def spnas(args: argparse.Namespace) -> int:
     from pipeline.spnas_plot import plot_spnas
     from spos.config import load_train_config
     from spos.space import SearchSpace
+    from spos.spnas.grid import SpnasGrid
     from spos.spnas.search import SpnasSettings, run_spnas
 
     settings = SpnasSettings(args.target_ms, args.epochs, args.alpha, args.beta, args.threshold_lr,
@@ -56,6 +57,7 @@ def spnas(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     space = SearchSpace.from_yaml(args.space)
+    SpnasGrid.from_space(space)  # a space no superkernel expresses is refused before the LUT is read
     predictor = lut_predictor(args.lut, space)
     cfg = load_train_config(args.config, seed=args.seed)
     if cfg.load_space().hash != space.hash:
