@@ -1,5 +1,10 @@
 """``model.pt`` -> ``model.onnx`` (+ ``model.engine``), each checked for parity, described in ``export.json``.
 
+A quantized network (a ``w{W}a{A}`` space) exports as a QDQ graph (`export.qdq`: INT8
+weight levels, QuantizeLinear/DequantizeLinear activations) and is checked against its
+fake-quant PyTorch model under the ``int8-qdq`` tolerances; TensorRT builds its engine
+from the same graph (explicit INT8 quantization).
+
 Parity runs on real images: the first images of a seeded draw from the
 test split of the data the model was trained on (the checkpoint's config).
 ``export.json`` records the arch, the space, the input shape, the
@@ -17,6 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from export.parity import ParityError, ParityResult, onnxruntime_parity, tensorrt_parity
+from export.qdq import is_quantized, to_qdq
 from spos.atomic import write_json_atomic
 from spos.model_file import LoadedModel, load_model
 
@@ -94,11 +100,18 @@ def export_model(
         require_cuda()
 
     model = load_model(checkpoint)
+    quantized = is_quantized(model.net)
+    if quantized and precision != "fp32":
+        raise ValueError(f"precision {precision!r}: a quantized network exports as an INT8 QDQ graph whose float "
+                         "parts (stem, classifier, residual adds) stay fp32; expected precision fp32")
+    # What parity checks and how closely: the fake-quant model against its QDQ graph.
+    checked = "int8-qdq" if quantized else precision
     out_dir = Path(out_dir)
     images = parity_images(model, num_images, seed)
-    onnx_path = to_onnx(model.net, out_dir / "model.onnx", model.input_shape, max_batch=batch, opset=opset,
+    graph = to_qdq(model.net) if quantized else model.net
+    onnx_path = to_onnx(graph, out_dir / "model.onnx", model.input_shape, max_batch=batch, opset=opset,
                         fp16=precision == "fp16")
-    results = [onnxruntime_parity(model.net, onnx_path, images, precision=precision, batch=batch)]
+    results = [onnxruntime_parity(model.net, onnx_path, images, precision=checked, batch=batch)]
 
     engine_path = None
     if "tensorrt" in formats and results[0].passed:
@@ -108,10 +121,10 @@ def export_model(
         engine_path = build_engine(onnx_path, out_dir / "model.engine", batch=batch, min_batch=1,
                                    timing_cache_path=out_dir / "tensorrt-timing.cache")
         runner = TensorRTRunner(engine_path)
-        results.append(tensorrt_parity(model.net, runner, images, precision=precision, batch=batch))
+        results.append(tensorrt_parity(model.net, runner, images, precision=checked, batch=batch))
 
     card = write_card(out_dir / EXPORT_CARD, model, Path(checkpoint), onnx_path, engine_path, results,
-                      batch=batch, precision=precision, opset=opset)
+                      batch=batch, precision=precision, opset=opset, quantized=quantized)
     result = ExportResult(onnx_path, engine_path, card, tuple(results))
     failed = [r for r in results if not r.passed]
     if failed:
@@ -121,7 +134,7 @@ def export_model(
 
 def write_card(
     path: Path, model: LoadedModel, checkpoint: Path, onnx_path: Path, engine_path: Path | None,
-    parity: list[ParityResult], *, batch: int, precision: str, opset: int,
+    parity: list[ParityResult], *, batch: int, precision: str, opset: int, quantized: bool = False,
 ) -> Path:
     card = {
         "format": CARD_FORMAT,
@@ -137,6 +150,9 @@ def write_card(
         "artifacts": {"onnx": onnx_path.name, **({"engine": engine_path.name} if engine_path else {})},
         "parity": {p.runtime: p.to_json() for p in parity},
     }
+    if quantized:
+        # ``precision`` stays the graph's float type (its input and output); the convs are INT8 QDQ.
+        card["quantization"] = "int8-qdq"
     return write_json_atomic(path, card, indent=2)
 
 

@@ -42,6 +42,12 @@ TOLERANCES: dict[str, Tolerance] = {
     "onnxruntime-fp16": Tolerance(rtol=1e-1, atol=1e-3, relative_to="row_max"),
     "tensorrt-fp32": Tolerance(rtol=1e-2, atol=1e-3, relative_to="row_max"),
     "tensorrt-fp16": Tolerance(rtol=1e-1, atol=1e-3, relative_to="row_max"),
+    # A quantized net's QDQ graph (export.qdq) against its fake-quant PyTorch model. ONNX Runtime
+    # computes the same float math (measured: <= 2e-6 of the logits): the band leaves room for an
+    # activation that lands on a rounding boundary and moves one level, not for a wrong scale or
+    # level (O(10-100%)). TensorRT runs true INT8 kernels with its own fusions: as its FP16 band.
+    "onnxruntime-int8-qdq": Tolerance(rtol=1e-3, atol=1e-4, relative_to="row_max"),
+    "tensorrt-int8-qdq": Tolerance(rtol=1e-1, atol=1e-3, relative_to="row_max"),
 }
 
 
