@@ -408,3 +408,15 @@ def test_cli_infeasible_max_bitops_is_one_line(tiny_quant_supernet, tmp_path, ca
     cheapest = bitops_constraint(costs).format(costs.cheapest().bitops)
     assert err == f"spos search: error: infeasible budget: max bitops 1K is below the cheapest reachable {cheapest}"
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("name, paper", [("resnet18", (6.32, 14.21, 25.27)), ("resnet34", (13.21, 29.72, 52.83))])
+def test_uniform_bitops_are_the_papers_table_6_figures_in_binary_giga(name, paper):
+    """SPOS Table 6's BitOPs of uniform 2W2A / 3W3A / 4W4A are ours (3x3 convs and downsample
+    shortcuts; not the stem conv or the classifier) counted in units of 2^30."""
+    space = quant_space(f"{name}-quant")
+    costs = CostModel(space)
+    n = space.num_blocks
+    quantized_macs = costs(Arch((0,) * n, (1,) * n)).bitops // 2  # w1a2 at 1.0x
+    for bits, figure in zip((2, 3, 4), paper):
+        assert round(quantized_macs * bits * bits / 2**30, 2) == figure
