@@ -83,6 +83,21 @@ class SearchStage:
     batch_size: int = 128
 
 
+SEARCHERS = ("spos", "spnas")  # SPOS supernet + evolution; Single-Path NAS (spos.spnas)
+
+
+@dataclass(frozen=True)
+class SpnasStage:
+    """Single-Path NAS settings (`spos.spnas.search.SpnasSettings` less the target, which is each
+    latency budget). It trains on the ``train`` stage's config: same data, recipe and seed."""
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    threshold_lr: float = 0.2
+    warmup_fraction: float = 0.25
+    enforce: bool = False
+
+
 @dataclass(frozen=True)
 class RetrainStage:
     config: Path  # TrainConfig YAML of the retraining recipe
@@ -108,6 +123,8 @@ class PipelineConfig:
     export: ExportStage
     source: Path
     correlate: CorrelateSettings | None = None  # optional stage; its seed is the pipeline's
+    searchers: tuple[str, ...] = ("spos",)  # who searches each device's budgets; both: side by side in the report
+    spnas: SpnasStage = field(default_factory=SpnasStage)
 
     def section(self, name: str) -> dict[str, Any]:
         """A section as plain JSON data (what a stage's input hash covers)."""
@@ -304,7 +321,7 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     where = str(source)
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
-    sections = ("train", "devices", "search", "retrain", "export", "correlate")
+    sections = ("train", "devices", "search", "retrain", "export", "correlate", "searchers", "spnas")
     plain, nested = _split(data, sections)
     top = parse_fields(_Top, plain, where)
     _require(top, ("name",), where)
@@ -339,10 +356,42 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
         except ValueError as exc:
             raise ValueError(f"{where_c}.{exc}") from None
 
+    searchers = _searchers(nested.get("searchers", ["spos"]), f"{where}.searchers")
+    spnas = _section(SpnasStage, nested["spnas"], f"{where}.spnas") if nested.get("spnas") is not None else SpnasStage()
+    if "spnas" in searchers:
+        _check_spnas(spnas, devices, where)
     return PipelineConfig(
         name=top["name"], seed=top.get("seed", 0), train=train, devices=devices, search=search,
-        retrain=retrain, export=export, source=source, correlate=correlate,
+        retrain=retrain, export=export, source=source, correlate=correlate, searchers=searchers, spnas=spnas,
     )
+
+
+def _searchers(value: Any, where: str) -> tuple[str, ...]:
+    """``spos``, ``spnas`` or both (a name or a list of names), each once."""
+    names = value if isinstance(value, list) else [value]
+    if not names:
+        raise ValueError(f"{where}: expected at least one of: {', '.join(SEARCHERS)}")
+    for name in names:
+        if name not in SEARCHERS:
+            raise ValueError(f"{where}: unknown searcher {name!r}; expected one of: {', '.join(SEARCHERS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: searchers repeat ({names}); expected each at most once")
+    return tuple(names)
+
+
+def _check_spnas(spnas: SpnasStage, devices: tuple[DeviceTarget, ...], where: str) -> None:
+    """Single-Path NAS searches for a latency target: every device needs latency budgets, and the
+    settings must be valid for `SpnasSettings` (checked here, not an hour into the run)."""
+    from spos.spnas.search import SpnasSettings
+
+    for i, d in enumerate(devices):
+        if not (d.latency_ms or d.latency_fraction):
+            raise ValueError(f"{where}.devices[{i}]: searcher 'spnas' needs latency budgets; device {d.name!r} has "
+                             "none (expected latency_ms or latency_fraction)")
+    try:
+        SpnasSettings(1.0, None, spnas.alpha, spnas.beta, spnas.threshold_lr, spnas.warmup_fraction, spnas.enforce)
+    except ValueError as exc:
+        raise ValueError(f"{where}.spnas.{exc}") from None
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:

@@ -25,6 +25,8 @@ class DeploymentRow:
     top1: float | None  # retrained network on the untouched test split
     artifacts: dict[str, Path] = field(default_factory=dict)  # name -> file
     statistic: str = "median"  # which run measured_ms is: the LUT's own statistic, so the two compare
+    searcher: str = "spos"  # who found the arch: "spos" (supernet + evolution) or "spnas" (Single-Path NAS)
+    meets_budget: bool | None = None  # LUT prediction within the budget (Single-Path NAS meets it only softly)
 
     @property
     def latency_error(self) -> float | None:
@@ -54,18 +56,28 @@ def _link(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
 
+SEARCHER_NAMES = {"spos": "SPOS", "spnas": "Single-Path NAS"}
+
+
 def device_table(rows: list[DeploymentRow], base: Path) -> list[str]:
+    """One row per budget; with a second searcher, a searcher column and its row beside SPOS's."""
     statistics = sorted({r.statistic for r in rows})
     measured = "measured ms" + (f" ({statistics[0]} run)" if statistics != ["median"] else "")
+    several = any(r.searcher != "spos" for r in rows)
+    lead, align = ("| budget | searcher | arch |", "|---|---|---|") if several else ("| budget | arch |", "|---|---|")
+    within = " within budget |" if several else ""
     lines = [
-        f"| budget | arch | FLOPs | params | predicted ms | {measured} | LUT error | top-1 | artifacts |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        f"{lead} FLOPs | params | predicted ms |{within} {measured} | LUT error | top-1 | artifacts |",
+        f"{align}---:|---:|---:|{'---|' if several else ''}---:|---:|---:|---|",
     ]
     for r in rows:
         artifacts = ", ".join(f"[{name}]({_link(p, base)})" for name, p in r.artifacts.items())
+        who = f" {SEARCHER_NAMES.get(r.searcher, r.searcher)} |" if several else ""
+        fits = "" if not several else f" {'–' if r.meets_budget is None else ('yes' if r.meets_budget else 'no')} |"
         lines.append(
-            f"| {r.budget} | `{r.arch}` | {human_count(r.flops)} | {human_count(r.params)} | {_ms(r.predicted_ms)} "
-            f"| {_ms(r.measured_ms)} | {_pct(r.latency_error, signed=True)} | {_pct(r.top1)} | {artifacts} |"
+            f"| {r.budget} |{who} `{r.arch}` | {human_count(r.flops)} | {human_count(r.params)} | "
+            f"{_ms(r.predicted_ms)} |{fits} {_ms(r.measured_ms)} | {_pct(r.latency_error, signed=True)} | "
+            f"{_pct(r.top1)} | {artifacts} |"
         )
     return lines
 

@@ -44,6 +44,13 @@ def prepare(cfg: PipelineConfig) -> Prepared:
         raise ValueError(
             f"{cfg.retrain.config}: its space differs from the supernet's ({cfg.train.config}); expected the same space"
         )
+    if "spnas" in cfg.searchers:
+        from spos.spnas.grid import SpnasGrid
+
+        try:
+            SpnasGrid.from_space(train.load_space())
+        except ValueError as exc:
+            raise ValueError(f"{cfg.source}: searcher 'spnas': {exc}") from None
     return Prepared(cfg, train, retrain)
 
 
@@ -125,6 +132,25 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
     return outputs
 
 
+def spnas_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
+    """Single-Path NAS for one latency budget of ``device``, on the train stage's data, recipe and seed."""
+    from latency.budget import lut_predictor, lut_source
+    from latency.runtime_table import runtime_table
+    from pipeline.spnas_plot import plot_spnas
+    from spos.spnas.search import SpnasSettings, run_spnas
+
+    space = p.train.load_space()
+    lut = ctx.input(f"profile/{device.name}", "lut")
+    predictor = lut_predictor(lut, space, batch=device.batch)
+    target = budget_ms(device, predictor)[index]
+    s = p.cfg.spnas
+    settings = SpnasSettings(target, None, s.alpha, s.beta, s.threshold_lr, s.warmup_fraction, s.enforce)
+    outcome = run_spnas(space, runtime_table(predictor), p.train, ctx.stage_dir, settings, lut_name=device.name,
+                        lut_source=lut_source(lut, predictor.lut), resume=ctx.resume)
+    plot = plot_spnas(outcome.history, space, target, ctx.stage_dir / "spnas.png")
+    return {"result": ctx.stage_dir / "result.json", "history": ctx.stage_dir / "history.jsonl", "plot": plot}
+
+
 def correlate_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
     from spos.checkpoint import load_supernet
     from spos.correlate import correlate
@@ -158,22 +184,45 @@ def budget_entry(result_path: Path, index: int) -> dict[str, Any]:
     return budgets[index]
 
 
-def retrain_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
+@dataclass(frozen=True)
+class Searcher:
+    """Where a searcher's result for one budget is, and the folder name of that budget's deployment."""
+
+    name: str  # "spos" or "spnas"
+
+    def result_stage(self, device: DeviceTarget, index: int) -> str:
+        return f"search/{device.name}" if self.name == "spos" else f"spnas/{device.name}/budget-{index + 1}"
+
+    def result_index(self, index: int) -> int:
+        """The budget's entry in that result.json (a Single-Path NAS result holds its one budget)."""
+        return index if self.name == "spos" else 0
+
+    def budget_dir(self, device: DeviceTarget, index: int) -> str:
+        prefix = "" if self.name == "spos" else f"{self.name}-"  # SPOS keeps the folder names it always had
+        return f"{device.name}/{prefix}budget-{index + 1}"
+
+
+SPOS = Searcher("spos")
+
+
+def retrain_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext,
+                  searcher: Searcher = SPOS) -> dict[str, Path]:
     from spos.arch import Arch
     from spos.retrain import retrain
 
-    entry = budget_entry(ctx.input(f"search/{device.name}", "result"), index)
-    init = ctx.input("train", "supernet") if p.cfg.retrain.init_from_supernet else None
+    entry = budget_entry(ctx.input(searcher.result_stage(device, index), "result"), searcher.result_index(index))
+    init = ctx.input("train", "supernet") if p.cfg.retrain.init_from_supernet and searcher.name == "spos" else None
     result = retrain(Arch.from_json(entry["best"]), p.retrain, ctx.stage_dir, init_from_supernet=init,
                      resume=ctx.resume)
     return {"model": result.model, "metrics": ctx.stage_dir / "metrics.jsonl"}
 
 
-def export_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
+def export_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext,
+                 searcher: Searcher = SPOS) -> dict[str, Path]:
     from export.deploy import export_model
 
     formats = ("onnx", "tensorrt") if device.backend == "tensorrt" else ("onnx",)
-    model = ctx.input(f"retrain/{device.name}/budget-{index + 1}", "model")
+    model = ctx.input(f"retrain/{searcher.budget_dir(device, index)}", "model")
     result = export_model(model, ctx.stage_dir, formats=formats, batch=export_batch(device),
                           precision=device.precision, opset=p.cfg.export.opset,
                           num_images=p.cfg.export.parity_images, seed=p.cfg.seed)
@@ -183,10 +232,11 @@ def export_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContex
     return outputs
 
 
-def bench_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
+def bench_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext,
+                searcher: Searcher = SPOS) -> dict[str, Path]:
     from export.bench import bench_model
 
-    budget = f"{device.name}/budget-{index + 1}"
+    budget = searcher.budget_dir(device, index)
     model = {
         "torch": ctx.input(f"retrain/{budget}", "model") if device.backend == "torch" else None,
         "onnxruntime": ctx.input(f"export/{budget}", "onnx"),
@@ -218,26 +268,48 @@ def build_stages(p: Prepared) -> list[StageSpec]:
                           "seed": cfg.seed}
         stages.append(StageSpec(f"profile/{d.name}", profile_params, partial(profile_stage, p, d),
                                 annotations=PROFILE_ANNOTATIONS))
-    stages.append(StageSpec("train", train_identity, partial(train_stage, p)))
+    if "spos" in cfg.searchers:
+        stages.append(StageSpec("train", train_identity, partial(train_stage, p)))
     if cfg.correlate is not None:
+        if "spos" not in cfg.searchers:
+            raise ValueError(f"{cfg.source}: the correlate stage ranks a SPOS supernet; expected 'spos' in searchers")
         stages.append(StageSpec("correlate", {"correlate": cfg.section("correlate"), "seed": cfg.seed},
                                 partial(correlate_stage, p), needs=("train",)))
     for d in cfg.devices:
-        # The LUT (an upstream output) stands for the measurement settings.
-        search_params = {"search": cfg.section("search"), "budgets": d.budgets(), "seed": cfg.seed}
-        stages.append(StageSpec(f"search/{d.name}", search_params, partial(search_stage, p, d),
-                                needs=("train", f"profile/{d.name}")))
-        for k in range(num_budgets(d)):
-            b = f"{d.name}/budget-{k + 1}"
-            retrain_needs = (f"search/{d.name}",) + (("train",) if cfg.retrain.init_from_supernet else ())
-            stages.append(StageSpec(f"retrain/{b}", {**retrain_identity, "budget": k},
-                                    partial(retrain_stage, p, d, k), needs=retrain_needs))
-            export_params = {"export": cfg.section("export"), "tensorrt": d.backend == "tensorrt",
-                             "batch": export_batch(d), "precision": d.precision, "seed": cfg.seed}
-            stages.append(StageSpec(f"export/{b}", export_params, partial(export_stage, p, d, k),
-                                    needs=(f"retrain/{b}",)))
-            stages.append(StageSpec(f"bench/{b}", {"measurement": d.measurement()}, partial(bench_stage, p, d, k),
-                                    needs=(f"profile/{d.name}", f"retrain/{b}", f"export/{b}")))
+        if "spos" in cfg.searchers:
+            # The LUT (an upstream output) stands for the measurement settings.
+            search_params = {"search": cfg.section("search"), "budgets": d.budgets(), "seed": cfg.seed}
+            stages.append(StageSpec(f"search/{d.name}", search_params, partial(search_stage, p, d),
+                                    needs=("train", f"profile/{d.name}")))
+            stages += deployment_stages(p, d, SPOS, retrain_identity)
+        if "spnas" in cfg.searchers:
+            spnas = Searcher("spnas")
+            for k in range(num_budgets(d)):
+                params = {**train_identity, "spnas": cfg.section("spnas"), "budgets": d.budgets(), "budget": k}
+                stages.append(StageSpec(spnas.result_stage(d, k), params, partial(spnas_stage, p, d, k),
+                                        needs=(f"profile/{d.name}",)))
+            stages += deployment_stages(p, d, spnas, retrain_identity)
+    return stages
+
+
+def deployment_stages(p: Prepared, d: DeviceTarget, searcher: Searcher, retrain_identity: dict[str, Any]
+                      ) -> list[StageSpec]:
+    """retrain -> export -> bench of every budget's pick of ``searcher`` on device ``d``."""
+    cfg = p.cfg
+    stages = []
+    for k in range(num_budgets(d)):
+        b = searcher.budget_dir(d, k)
+        init = cfg.retrain.init_from_supernet and searcher.name == "spos"  # a supernet exists only for SPOS
+        retrain_needs = (searcher.result_stage(d, k),) + (("train",) if init else ())
+        stages.append(StageSpec(f"retrain/{b}", {**retrain_identity, "init_from_supernet": init, "budget": k},
+                                partial(retrain_stage, p, d, k, searcher=searcher), needs=retrain_needs))
+        export_params = {"export": cfg.section("export"), "tensorrt": d.backend == "tensorrt",
+                         "batch": export_batch(d), "precision": d.precision, "seed": cfg.seed}
+        stages.append(StageSpec(f"export/{b}", export_params, partial(export_stage, p, d, k, searcher=searcher),
+                                needs=(f"retrain/{b}",)))
+        stages.append(StageSpec(f"bench/{b}", {"measurement": d.measurement()},
+                                partial(bench_stage, p, d, k, searcher=searcher),
+                                needs=(f"profile/{d.name}", f"retrain/{b}", f"export/{b}")))
     return stages
 
 
@@ -248,10 +320,11 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
     from spos.model_file import load_model
 
     rows = []
+    searchers = [Searcher(name) for name in cfg.searchers]
     for d in cfg.devices:
-        for k in range(num_budgets(d)):
-            b = f"{d.name}/budget-{k + 1}"
-            entry = budget_entry(outputs[f"search/{d.name}"]["result"], k)
+        for k, searcher in [(k, s) for k in range(num_budgets(d)) for s in searchers]:  # side by side per budget
+            b = searcher.budget_dir(d, k)
+            entry = budget_entry(outputs[searcher.result_stage(d, k)]["result"], searcher.result_index(k))
             bench = json.loads(outputs[f"bench/{b}"]["bench"].read_text())
             # The figure the LUT predicts (its statistic); bench files of older runs have only the median.
             measured = bench.get("measured_ms", bench["median_ms"])
@@ -262,9 +335,19 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
                 device=d.name, backend=f"{d.backend}, batch {d.batch}, {d.precision}", budget=entry["label"],
                 arch=entry["best"]["arch"], flops=entry["best"]["flops"], params=entry["best"]["params"],
                 predicted_ms=bench["predicted_ms"], measured_ms=measured, statistic=bench.get("statistic", "median"),
-                top1=model.metrics.get("test_top1"), artifacts=artifacts,
+                top1=model.metrics.get("test_top1"), artifacts=artifacts, searcher=searcher.name,
+                meets_budget=_meets(entry),
             ))
     return rows
+
+
+def _meets(entry: dict[str, Any]) -> bool | None:
+    """Whether the searched arch's LUT prediction is within its budget (None: no latency bound)."""
+    for constraint in entry["constraints"]:
+        if constraint["metric"].startswith("latency:") and constraint.get("upper") is not None:
+            name = constraint["metric"].split(":", 1)[1]
+            return entry["best"]["latency_ms"][name] <= constraint["upper"]
+    return None
 
 
 def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[Plot]:
@@ -274,8 +357,12 @@ def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> li
             plots.append(Plot(f"{d.name}: LUT prediction vs measurement (held-out archs)",
                               outputs[f"profile/{d.name}"]["validation_plot"]))
         for name, caption in (("search_plot", "search progress"), ("pareto_plot", "accuracy vs cost")):
-            if name in outputs[f"search/{d.name}"]:
+            if name in outputs.get(f"search/{d.name}", {}):
                 plots.append(Plot(f"{d.name}: {caption}", outputs[f"search/{d.name}"][name]))
+        if "spnas" in cfg.searchers:
+            for k in range(num_budgets(d)):
+                stage = Searcher("spnas").result_stage(d, k)
+                plots.append(Plot(f"{d.name}: Single-Path NAS, budget {k + 1}", outputs[stage]["plot"]))
     if "correlate" in outputs:
         plots.append(Plot("supernet score vs stand-alone accuracy", outputs["correlate"]["plot"]))
     return plots
@@ -330,7 +417,8 @@ def run_pipeline(
     times = {sid: rec["wall_s"] for sid, rec in manifest["stages"].items() if rec.get("wall_s") is not None}
     report = write_report(
         run_dir / "report.md", f"Pipeline {cfg.name}", rows, report_plots(cfg, result.outputs),
-        facts={"pipeline file": str(cfg.source), "supernet": str(result.outputs["train"]["supernet"]),
+        facts={"pipeline file": str(cfg.source), "searchers": ", ".join(cfg.searchers),
+               **({"supernet": str(result.outputs["train"]["supernet"])} if "train" in result.outputs else {}),
                "space": prepared.train.load_space().name, "data": prepared.train.data.dataset,
                "accuracy": "top-1 of the retrained network on the dataset's untouched test split",
                **correlation_fact(cfg, result.outputs)},

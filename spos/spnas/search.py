@@ -67,7 +67,7 @@ STRATEGY = "spnas"
 class SpnasSettings:
     """The search's own knobs (the data and the optimizer recipe come from the training config).
 
-    ``epochs``: None takes the recipe's epochs (or its steps, rounded up to whole epochs).
+    ``epochs``: None takes the recipe's length (its epochs, or its steps: then the last epoch may be partial).
     ``threshold_lr``: the thresholds' learning rate at the recipe's peak; it follows the
     same warm-up and decay as the weights' (no weight decay on thresholds).
     """
@@ -186,8 +186,12 @@ def run_spnas(
         raise ValueError(f"data: the {cfg.data.dataset} dataset has {splits.num_classes} classes, "
                          f"space {space.name!r} has num_classes {space.num_classes}")
     batches = _EpochBatches(splits.train, cfg.recipe.batch_size, cfg.seed, DistContext(0, 1, 0, device), cfg.data.workers)
-    epochs = settings.epochs or cfg.recipe.epochs or math.ceil(cfg.recipe.steps / batches.steps_per_epoch)
-    total = epochs * batches.steps_per_epoch
+    per_epoch = batches.steps_per_epoch
+    if settings.epochs is not None or cfg.recipe.steps is None:
+        total = (settings.epochs or cfg.recipe.epochs) * per_epoch
+    else:  # a recipe in steps: checkpoints still come per epoch, the last epoch may be partial
+        total = cfg.recipe.steps
+    epochs = math.ceil(total / per_epoch)
     recipe = replace(cfg.recipe, steps=total, epochs=None)
 
     with torch.random.fork_rng(devices=[]):
@@ -276,12 +280,15 @@ class _Trainer:
         sums = [0.0] * 4
         step = epoch * batches.steps_per_epoch
         lr = 0.0
+        first = step
         for images, labels in batches.loader(epoch, 0):
             *values, lr = self.step(step, images, labels)
             sums = [s + v for s, v in zip(sums, values)]
             step += 1
             bar.update(1)
-        n = batches.steps_per_epoch
+            if step >= self.total:
+                break
+        n = step - first
         arch = self.net.decode()
         ms = self.table.predict(arch)
         return EpochRecord(epoch + 1, step, sums[0] / n, sums[1] / n, sums[2] / n, sums[3] / n, lr, ms, str(arch),
