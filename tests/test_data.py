@@ -90,7 +90,7 @@ def test_cifar10_small_config_finds_the_shared_data():
     cfg = load_train_config(ROOT / "configs" / "train" / "cifar10-small.yaml")
     assert cfg.data.root == CIFAR_SMALL.resolve()
     splits = load_data(cfg.data)
-    assert (len(splits.train), len(splits.search_val), len(splits.test)) == (9500, 500, 2000)
+    assert (len(splits.train), len(splits.search_val), len(splits.test)) == (8000, 2000, 2000)
     assert splits.train[0][0].shape == (3, 32, 32)
 
 
