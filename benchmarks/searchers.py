@@ -1,8 +1,8 @@
 """Head to head: SPOS (supernet training + evolution) vs Single-Path NAS, on one LUT at two latency budgets.
 
-Both searchers get the same data, recipe and seed, and the same number of training steps
-(``--search-steps``): the SPOS supernet trains once for both budgets, then evolution
-searches each budget on it; Single-Path NAS trains one superkernel network per budget.
+Both searchers get the same data, recipe and seed. The SPOS supernet trains once
+(``--search-steps``) for both budgets, then evolution searches each budget on it;
+Single-Path NAS trains one superkernel network per budget (``--spnas-steps`` each).
 Both winners are retrained from scratch with the same recipe (``--retrain-steps``) and seed,
 exported to ONNX and measured with the LUT's own runtime settings (ONNX Runtime, CPU,
 batch and threads of the LUT). Prints, and writes to OUT/table.md, a Markdown table:
@@ -43,7 +43,10 @@ def main() -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--fractions", type=float, nargs=2, default=(0.3, 0.6),
                         help="the two latency budgets, as fractions of the LUT's fastest..slowest range")
-    parser.add_argument("--search-steps", type=int, default=300, help="training steps of each searcher's network")
+    parser.add_argument("--search-steps", type=int, default=300, help="training steps of the SPOS supernet")
+    parser.add_argument("--spnas-steps", type=int,
+                        help="training steps of each Single-Path NAS run (default --search-steps; half of it gives "
+                        "both searchers the same total steps, the supernet serving both budgets)")
     parser.add_argument("--retrain-steps", type=int, default=300)
     parser.add_argument("--population", type=int, default=10)
     parser.add_argument("--generations", type=int, default=4)
@@ -77,6 +80,8 @@ def main() -> int:
     budgets_ms = [round(low + f * (high - low), 4) for f in args.fractions]
     cfg = load_train_config(args.config, seed=args.seed,
                             overrides={"recipe.steps": args.search_steps, "recipe.epochs": None})
+    spnas_cfg = load_train_config(args.config, seed=args.seed,
+                                  overrides={"recipe.steps": args.spnas_steps or args.search_steps, "recipe.epochs": None})
     retrain_cfg = load_train_config(args.config, seed=args.seed,
                                     overrides={"recipe.steps": args.retrain_steps, "recipe.epochs": None})
     times: dict[str, float] = {}
@@ -101,7 +106,7 @@ def main() -> int:
     for k, ms in enumerate(budgets_ms):
         label = f"spnas budget {k + 1}"
         spnas_settings = SpnasSettings(ms, alpha=args.alpha, threshold_lr=args.threshold_lr)
-        result = timed(label, times, run_spnas, space, table, cfg, out / "spnas" / f"budget-{k + 1}",
+        result = timed(label, times, run_spnas, space, table, spnas_cfg, out / "spnas" / f"budget-{k + 1}",
                        spnas_settings, lut_name=args.lut.stem, lut_source=lut_source(args.lut, predictor.lut),
                        resume=True, progress=False)
         picks.append((ms, "Single-Path NAS", result.arch, {"search_s": times[label], "epochs": len(result.history)}))

@@ -83,6 +83,12 @@ def _randomize_bn(net: torch.nn.Module, seed: int) -> None:
                 m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
 
 
+def _seeded_net(space: SearchSpace, seed: int) -> tuple[SpnasNet, random.Random]:
+    """A net with weights drawn from ``seed`` and the ``random.Random(seed)`` that draws its thresholds."""
+    torch.manual_seed(seed)
+    return SpnasNet(space), random.Random(seed)
+
+
 def _random_thresholds(net: SpnasNet, rng: random.Random, low: float = -0.5, high: float = 1.5) -> None:
     with torch.no_grad():
         for theta in net.threshold_parameters():
@@ -151,9 +157,7 @@ def test_indicator_is_hard_forward_and_sigmoid_backward():
 
 
 def test_decode_always_yields_a_valid_arch_of_the_space(proxyless_cifar):
-    rng = random.Random(1)
-    torch.manual_seed(1)
-    net = SpnasNet(proxyless_cifar)
+    net, rng = _seeded_net(proxyless_cifar, 1)
     seen_ops = set()
     for _ in range(40):
         _random_thresholds(net, rng, -3.0, 3.0)
@@ -193,9 +197,7 @@ def test_spaces_a_superkernel_cannot_express_are_refused_naming_the_op(change, m
 def test_differentiable_runtime_equals_lut_predict_at_decoded_archs(proxyless_cifar, calibration):
     predictor = LatencyPredictor(toy_lut(proxyless_cifar, calibration), proxyless_cifar)
     table = runtime_table(predictor)
-    rng = random.Random(2)
-    torch.manual_seed(2)
-    net = SpnasNet(proxyless_cifar)
+    net, rng = _seeded_net(proxyless_cifar, 2)
     values = set()
     for _ in range(10):
         _random_thresholds(net, rng, -1.0, 2.0)

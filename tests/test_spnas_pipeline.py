@@ -95,3 +95,22 @@ def test_report_shows_both_searchers_side_by_side(tmp_path):
     assert "| latency:cpu<=1ms | Single-Path NAS | `5,6` |" in text and "| 1.100 | no |" in text
     single = render_report("Pipeline x", rows[:1], [], tmp_path)
     assert "searcher" not in single and "| budget | arch | FLOPs |" in single  # SPOS-only reports as before
+
+
+@pytest.mark.slow  # the real stages: profile, SPOS train + search, Single-Path NAS x 2, 4 x retrain/export/bench
+def test_pipeline_with_both_searchers_reports_them_side_by_side(tmp_path, capsys):
+    from pipeline.cli import main
+    from tests.test_pipeline_e2e import tiny_pipeline
+
+    path = tiny_pipeline(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(mbconv_space_dict()))  # MBConv instead of ShuffleNetV2
+    data = yaml.safe_load(path.read_text())
+    data.update(searchers=["spos", "spnas"], spnas={"enforce": True})
+    path.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(run_dir)]) == 0
+    report = (run_dir / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "model.pt" in line]
+    assert len(rows) == 4 and [("SPOS" in r, "Single-Path NAS" in r) for r in rows] == [(True, False), (False, True)] * 2
+    assert all("| yes |" in r for r in rows)  # SPOS constraints are hard; spnas.enforce repaired any miss
+    assert "Single-Path NAS, budget 2" in report and (run_dir / "spnas" / "cpu-ort" / "budget-2" / "spnas.png").is_file()
