@@ -30,6 +30,9 @@ class Tolerance:
     rtol: float
     atol: float
     relative_to: Literal["element", "row_max"] = "element"
+    # Share of images allowed outside the band (top-1 must still agree): quantized graphs only,
+    # where an activation on a rounding boundary moves a whole level under a different summation order.
+    outlier_fraction: float = 0.0
 
 
 # fp32: the rtol 1e-4 / atol 1e-5 (REFERENCE.md: ORT CPU is typically within 1e-6).
@@ -43,11 +46,14 @@ TOLERANCES: dict[str, Tolerance] = {
     "tensorrt-fp32": Tolerance(rtol=1e-2, atol=1e-3, relative_to="row_max"),
     "tensorrt-fp16": Tolerance(rtol=1e-1, atol=1e-3, relative_to="row_max"),
     # A quantized net's QDQ graph (export.qdq) against its fake-quant PyTorch model. ONNX Runtime
-    # computes the same float math (measured: <= 2e-6 of the logits): the band leaves room for an
-    # activation that lands on a rounding boundary and moves one level, not for a wrong scale or
-    # level (O(10-100%)). TensorRT runs true INT8 kernels with its own fusions: as its FP16 band.
-    "onnxruntime-int8-qdq": Tolerance(rtol=1e-3, atol=1e-4, relative_to="row_max"),
-    "tensorrt-int8-qdq": Tolerance(rtol=1e-1, atol=1e-3, relative_to="row_max"),
+    # computes the same float math: on 360 test images of each of 6 trained ResNet-18-CIFAR-small
+    # nets, 358-360 were within 6e-6 of the logits. The rest: a conv output within float rounding of a
+    # PACT level boundary, which a different summation order sends to the next level (2-bit levels
+    # are a third of the clip apart): up to 6% of the logit range, top-1 unchanged. So: a tight band
+    # for all but 1% of the images, identical top-1 for all. TensorRT runs true INT8 kernels with its
+    # own fusions: its FP16 band, and 2%.
+    "onnxruntime-int8-qdq": Tolerance(rtol=1e-3, atol=1e-4, relative_to="row_max", outlier_fraction=0.01),
+    "tensorrt-int8-qdq": Tolerance(rtol=1e-1, atol=1e-3, relative_to="row_max", outlier_fraction=0.02),
 }
 
 
@@ -71,6 +77,8 @@ class ParityResult:
     within_tolerance: bool
     top1_mismatches: int
     top1_near_ties: int  # disagreements excused as ties (reduced precision only)
+    images_outside_band: int = 0  # allowed up to outlier_fraction of the images (quantized graphs)
+    outlier_fraction: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -78,9 +86,10 @@ class ParityResult:
 
     def summary(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
+        outside = f", {self.images_outside_band} images outside the band" if self.images_outside_band else ""
         return (
             f"{self.runtime} {self.precision} parity {verdict}: max abs error {self.max_abs_error:.3g} "
-            f"(rtol {self.rtol:g}, atol {self.atol:g}{', of the logit range' if self.relative_to == 'row_max' else ''}), top-1 mismatches {self.top1_mismatches}"
+            f"(rtol {self.rtol:g}, atol {self.atol:g}{', of the logit range' if self.relative_to == 'row_max' else ''}{outside}), top-1 mismatches {self.top1_mismatches}"
             f"/{self.num_images} on {self.num_images} images"
         )
 
@@ -122,6 +131,7 @@ def compare_logits(
         # Both logits may move by their band: a reference gap below the sum is a tie at this precision.
         gap = reference[rows, top_ref] - reference[rows, top_cand]
         ties = disagree & (gap <= band[rows, top_ref] + band[rows, top_cand])
+    outside = int((diff > band).any(1).sum()) if diff.size else 0
     return ParityResult(
         runtime=runtime,
         precision=precision,
@@ -131,9 +141,11 @@ def compare_logits(
         rtol=tolerance.rtol,
         atol=tolerance.atol,
         relative_to=tolerance.relative_to,
-        within_tolerance=bool((diff <= band).all()),
+        within_tolerance=outside <= int(tolerance.outlier_fraction * len(reference)),
         top1_mismatches=int((disagree & ~ties).sum()),
         top1_near_ties=int(ties.sum()),
+        images_outside_band=outside,
+        outlier_fraction=tolerance.outlier_fraction,
     )
 
 
