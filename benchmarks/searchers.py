@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -54,6 +55,9 @@ def main() -> int:
     parser.add_argument("--threshold-lr", type=float, default=0.2)
     parser.add_argument("--alpha", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--enforce", action="store_true",
+                        help="also report each Single-Path NAS run repaired into its budget (--enforce), retrained "
+                        "the same way (the search is not rerun: the finished run is resumed with enforce on)")
     args = parser.parse_args()
 
     import torch
@@ -110,11 +114,21 @@ def main() -> int:
                        spnas_settings, lut_name=args.lut.stem, lut_source=lut_source(args.lut, predictor.lut),
                        resume=True, progress=False)
         picks.append((ms, "Single-Path NAS", result.arch, {"search_s": times[label], "epochs": len(result.history)}))
+        if args.enforce:  # the same trained run, repaired: its checkpoint resumed with enforce on elsewhere
+            repaired_dir = out / "spnas-enforced" / f"budget-{k + 1}"
+            repaired_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(out / "spnas" / f"budget-{k + 1}" / "checkpoint.pt", repaired_dir / "checkpoint.pt")
+            repaired = run_spnas(space, table, spnas_cfg, repaired_dir, replace(spnas_settings, enforce=True),
+                                 lut_name=args.lut.stem, lut_source=lut_source(args.lut, predictor.lut), resume=True,
+                                 progress=False)
+            picks.append((ms, "Single-Path NAS + enforce", repaired.arch,
+                          {"search_s": times[label], "repairs": len(repaired.repairs)}))
 
     # ---- retrain both winners with the same recipe and seed, export, measure ----
     rows = []
     for ms, searcher, arch, facts in picks:
-        tag = f"{'spos' if searcher == 'SPOS' else 'spnas'}-{budgets_ms.index(ms) + 1}"
+        short = {"SPOS": "spos", "Single-Path NAS": "spnas", "Single-Path NAS + enforce": "spnas-enforced"}[searcher]
+        tag = f"{short}-{budgets_ms.index(ms) + 1}"
         trained = timed(f"retrain {tag}", times, retrain, arch, retrain_cfg, out / "retrain" / tag, resume=True)
         exported = export_model(trained.model, out / "export" / tag, batch=max(2, predictor.lut.meta.batch),
                                 seed=args.seed)

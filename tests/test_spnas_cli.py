@@ -135,3 +135,22 @@ def test_a_space_without_mbconv_superkernels_is_refused_in_one_line(setup, tmp_p
     args[args.index("--space") + 1], args[args.index("--lut") + 1] = str(space_path), str(lut)
     err = _one_line_error(capsys, main(args))
     assert "searches channel_multipliers" in err and err.startswith("spos spnas: error: ")
+
+
+def test_resume_with_enforce_repairs_a_finished_run_without_retraining(setup, tmp_path, capsys):
+    space = SearchSpace.from_yaml(setup["space"])
+    fastest = LatencyPredictor.from_file(setup["lut"], space).min_ms()
+    target = round(fastest * 1.02, 5)  # just above the fastest arch: one epoch of search cannot get there
+    out = tmp_path / "run"
+    assert main(_args(setup, out, target, "--epochs", "1", "--json")) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["meets_target"] is False and plain["enforced"] == []
+    history = (out / "history.jsonl").read_text()
+    checkpoint = (out / "checkpoint.pt").stat().st_mtime_ns
+
+    assert main(_args(setup, out, target, "--epochs", "1", "--json", "--resume", "--enforce")) == 0
+    repaired = json.loads(capsys.readouterr().out)
+    assert (out / "checkpoint.pt").stat().st_mtime_ns == checkpoint and (out / "history.jsonl").read_text() == history
+    assert repaired["decoded_arch"] == plain["arch"] and repaired["meets_target"] is True
+    assert repaired["latency_ms"] <= target and repaired["enforced"]
+    assert all(r["saved_ms"] > 0 for r in repaired["enforced"])

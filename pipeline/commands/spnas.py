@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--enforce", action="store_true",
                    help="when the decoded arch exceeds the target, shrink the least certain decisions until it fits "
-                   "(recorded in result.json)")
+                   "(recorded in result.json); with --resume it repairs a finished run without retraining")
     p.add_argument("--alpha", type=float, default=2.0, help="weight of the runtime term (default 2.0)")
     p.add_argument("--beta", type=float, default=1.0, help="exponent of the runtime term (default 1.0)")
     p.add_argument("--threshold-lr", type=float, default=0.2, help="thresholds' peak learning rate (default 0.2)")

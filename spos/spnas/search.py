@@ -177,7 +177,8 @@ def run_spnas(
         "space": {"name": space.name, "hash": space.hash},
         "lut": {"name": lut_name, "table_sha256": table_hash(table), "source": lut_source or {}},
         "config": cfg.to_dict(),
-        "settings": settings.to_json(),
+        # --enforce acts after training: a finished run resumed with it is repaired, not retrained
+        "settings": {k: v for k, v in settings.to_json().items() if k != "enforce"},
     }
     state = _start_or_resume(out_dir, spec, resume)
     device = pick_device(cfg.device)
@@ -361,7 +362,7 @@ def _finish(net: SpnasNet, space: SearchSpace, table: RuntimeTable, budget: Cons
         "identity": {"lut": spec["lut"], "data": cfg.data.to_dict()},
         "seed": cfg.seed,
         "strategies": [STRATEGY],
-        "settings": spec["settings"],
+        "settings": settings.to_json(),
         "budgets": [{"label": budget.label, "constraints": budget.to_json(), "best": best, "topk": [best],
                      "runs": {STRATEGY: run}}],
     }
