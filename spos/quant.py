@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# PACT's clip starts here. Activations after BN + ReLU mostly lie in [0, 3]; the paper's
-# alpha = 10 would leave a 2-bit grid of {0, 3.3, 6.7, 10}, rounding nearly all of them to 0.
+# PACT's clip starts here. After BatchNorm a channel has about unit variance, so after ReLU nearly
+# all values lie below 3; PACT's alpha = 10 would leave a 2-bit grid of {0, 3.3, 6.7, 10}, rounding
+# most of them to 0.
 ALPHA_INIT = 3.0
 _MIN_ALPHA = 1e-3  # a clip trained to <= 0 would make the step zero or negative
 
