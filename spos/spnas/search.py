@@ -308,11 +308,14 @@ def _start_or_resume(out_dir: Path, spec: dict[str, Any], resume: bool) -> dict[
     state = load_checkpoint(path, "Single-Path NAS checkpoint")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: format {state.get('format')!r}; expected {CHECKPOINT_FORMAT!r}")
+    stored = dict(state["spec"])
+    # older checkpoints list enforce among their settings; it never affected training
+    stored["settings"] = {k: v for k, v in stored.get("settings", {}).items() if k != "enforce"}
     for key, value in spec.items():
-        if state["spec"].get(key) != value:
+        if stored.get(key) != value:
             raise HintedError(
                 f"cannot resume {out_dir}: its {key!r} differs from this run's "
-                f"({json.dumps(state['spec'].get(key))[:120]} vs {json.dumps(value)[:120]})", hint="other_out")
+                f"({json.dumps(stored.get(key))[:120]} vs {json.dumps(value)[:120]})", hint="other_out")
     return state
 
 
