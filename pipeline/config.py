@@ -15,13 +15,16 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from latency.timing import TimingSettings
 from spos.correlate import CorrelateSettings
 from spos.evolution import EvolutionSettings
 from spos.fields import coerce, parse_fields
 from spos.readers import read_yaml_mapping
+
+if TYPE_CHECKING:
+    from spos.spnas.search import SpnasSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("onnx", "tensorrt")
@@ -96,6 +99,13 @@ class SpnasStage:
     threshold_lr: float = 0.2
     warmup_fraction: float = 0.25
     enforce: bool = False
+
+    def settings(self, target_ms: float) -> SpnasSettings:
+        """The search settings for one latency budget (raises ValueError naming a bad field)."""
+        from spos.spnas.search import SpnasSettings  # torch: only when a pipeline uses the searcher
+
+        return SpnasSettings(target_ms, alpha=self.alpha, beta=self.beta, threshold_lr=self.threshold_lr,
+                             warmup_fraction=self.warmup_fraction, enforce=self.enforce)
 
 
 @dataclass(frozen=True)
@@ -360,6 +370,8 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     spnas = _section(SpnasStage, nested["spnas"], f"{where}.spnas") if nested.get("spnas") is not None else SpnasStage()
     if "spnas" in searchers:
         _check_spnas(spnas, devices, where)
+    if correlate is not None and "spos" not in searchers:
+        raise ValueError(f"{where}.correlate: the correlate stage ranks a SPOS supernet; expected 'spos' in searchers")
     return PipelineConfig(
         name=top["name"], seed=top.get("seed", 0), train=train, devices=devices, search=search,
         retrain=retrain, export=export, source=source, correlate=correlate, searchers=searchers, spnas=spnas,
@@ -382,14 +394,12 @@ def _searchers(value: Any, where: str) -> tuple[str, ...]:
 def _check_spnas(spnas: SpnasStage, devices: tuple[DeviceTarget, ...], where: str) -> None:
     """Single-Path NAS searches for a latency target: every device needs latency budgets, and the
     settings must be valid for `SpnasSettings` (checked here, not an hour into the run)."""
-    from spos.spnas.search import SpnasSettings
-
     for i, d in enumerate(devices):
         if not (d.latency_ms or d.latency_fraction):
             raise ValueError(f"{where}.devices[{i}]: searcher 'spnas' needs latency budgets; device {d.name!r} has "
                              "none (expected latency_ms or latency_fraction)")
     try:
-        SpnasSettings(1.0, None, spnas.alpha, spnas.beta, spnas.threshold_lr, spnas.warmup_fraction, spnas.enforce)
+        spnas.settings(target_ms=1.0)
     except ValueError as exc:
         raise ValueError(f"{where}.spnas.{exc}") from None
 

@@ -137,16 +137,14 @@ def spnas_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext
     from latency.budget import lut_predictor, lut_source
     from latency.runtime_table import runtime_table
     from pipeline.spnas_plot import plot_spnas
-    from spos.spnas.search import SpnasSettings, run_spnas
+    from spos.spnas.search import run_spnas
 
     space = p.train.load_space()
     lut = ctx.input(f"profile/{device.name}", "lut")
     predictor = lut_predictor(lut, space, batch=device.batch)
     target = budget_ms(device, predictor)[index]
-    s = p.cfg.spnas
-    settings = SpnasSettings(target, None, s.alpha, s.beta, s.threshold_lr, s.warmup_fraction, s.enforce)
-    outcome = run_spnas(space, runtime_table(predictor), p.train, ctx.stage_dir, settings, lut_name=device.name,
-                        lut_source=lut_source(lut, predictor.lut), resume=ctx.resume)
+    outcome = run_spnas(space, runtime_table(predictor), p.train, ctx.stage_dir, p.cfg.spnas.settings(target),
+                        lut_name=device.name, lut_source=lut_source(lut, predictor.lut), resume=ctx.resume)
     plot = plot_spnas(outcome.history, space, target, ctx.stage_dir / "spnas.png")
     return {"result": ctx.stage_dir / "result.json", "history": ctx.stage_dir / "history.jsonl", "plot": plot}
 
@@ -271,8 +269,6 @@ def build_stages(p: Prepared) -> list[StageSpec]:
     if "spos" in cfg.searchers:
         stages.append(StageSpec("train", train_identity, partial(train_stage, p)))
     if cfg.correlate is not None:
-        if "spos" not in cfg.searchers:
-            raise ValueError(f"{cfg.source}: the correlate stage ranks a SPOS supernet; expected 'spos' in searchers")
         stages.append(StageSpec("correlate", {"correlate": cfg.section("correlate"), "seed": cfg.seed},
                                 partial(correlate_stage, p), needs=("train",)))
     for d in cfg.devices:

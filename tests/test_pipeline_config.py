@@ -117,3 +117,10 @@ def test_device_without_budget_and_duplicate_names_are_refused():
     data["devices"].append(copy.deepcopy(data["devices"][0]))
     with pytest.raises(ValueError, match="names repeat"):
         parse_pipeline(data, Path("demo.yaml"))
+
+
+def test_a_correlate_stage_without_a_spos_supernet_is_refused_when_parsed():
+    data = {**demo(), "searchers": ["spnas"], "correlate": {"num_archs": 5}}
+    with pytest.raises(ValueError, match=r"demo\.yaml\.correlate: the correlate stage ranks a SPOS supernet") as info:
+        parse_pipeline(data, Path("demo.yaml"))
+    assert "\n" not in str(info.value)
