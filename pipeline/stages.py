@@ -200,7 +200,7 @@ class Searcher:
         return f"{device.name}/{prefix}budget-{index + 1}"
 
 
-SPOS = Searcher("spos")
+SPOS, SPNAS = Searcher("spos"), Searcher("spnas")
 
 
 def retrain_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext,
@@ -279,12 +279,11 @@ def build_stages(p: Prepared) -> list[StageSpec]:
                                     needs=("train", f"profile/{d.name}")))
             stages += deployment_stages(p, d, SPOS, retrain_identity)
         if "spnas" in cfg.searchers:
-            spnas = Searcher("spnas")
             for k in range(num_budgets(d)):
                 params = {**train_identity, "spnas": cfg.section("spnas"), "budgets": d.budgets(), "budget": k}
-                stages.append(StageSpec(spnas.result_stage(d, k), params, partial(spnas_stage, p, d, k),
+                stages.append(StageSpec(SPNAS.result_stage(d, k), params, partial(spnas_stage, p, d, k),
                                         needs=(f"profile/{d.name}",)))
-            stages += deployment_stages(p, d, spnas, retrain_identity)
+            stages += deployment_stages(p, d, SPNAS, retrain_identity)
     return stages
 
 
@@ -357,7 +356,7 @@ def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> li
                 plots.append(Plot(f"{d.name}: {caption}", outputs[f"search/{d.name}"][name]))
         if "spnas" in cfg.searchers:
             for k in range(num_budgets(d)):
-                stage = Searcher("spnas").result_stage(d, k)
+                stage = SPNAS.result_stage(d, k)
                 plots.append(Plot(f"{d.name}: Single-Path NAS, budget {k + 1}", outputs[stage]["plot"]))
     if "correlate" in outputs:
         plots.append(Plot("supernet score vs stand-alone accuracy", outputs["correlate"]["plot"]))
