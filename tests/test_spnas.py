@@ -62,11 +62,6 @@ def toy_lut(space: SearchSpace, calibration: Calibration | None = None, overhead
 
 
 @pytest.fixture
-def proxyless_cifar() -> SearchSpace:
-    return SearchSpace.from_yaml(SPACES_DIR / "proxyless-cifar.yaml")
-
-
-@pytest.fixture
 def mbconv_tiny() -> SearchSpace:
     return SearchSpace.from_dict(mbconv_space_dict(), "mbconv-tiny")
 
@@ -99,31 +94,31 @@ def _random_thresholds(net: SpnasNet, rng: random.Random, low: float = -0.5, hig
 
 
 @pytest.mark.parametrize("block_index", [0, 1, 18])  # stride 2 (no skip); stride 1 (skip); wide stride-1 block
-def test_superkernel_with_fixed_decision_equals_the_static_mbconv_of_every_op(proxyless_cifar, block_index):
+def test_superkernel_with_fixed_decision_equals_the_static_mbconv_of_every_op(proxyless_cifar_space, block_index):
     torch.manual_seed(block_index)
-    net = SpnasNet(proxyless_cifar)
+    net = SpnasNet(proxyless_cifar_space)
     _randomize_bn(net, block_index)
     net.eval()
-    block, layer = proxyless_cifar.blocks[block_index], net.blocks[block_index]
+    block, layer = proxyless_cifar_space.blocks[block_index], net.blocks[block_index]
     x = torch.randn(3, block.c_in, block.in_size, block.in_size)
     seen = []
     for o in block.candidates:
-        choice = net.grid.choice_of(proxyless_cifar, o)
+        choice = net.grid.choice_of(proxyless_cifar_space, o)
         static = layer.to_static(choice).eval()
         expected = static(x)
         got = layer(x, choice=choice)
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-        seen.append(proxyless_cifar.ops[o])
+        seen.append(proxyless_cifar_space.ops[o])
     assert ("skip" in seen) == block.keeps_shape
     assert len(seen) == len(block.candidates)
 
 
-def test_superkernel_decisions_by_thresholds_run_the_decoded_op(proxyless_cifar):
+def test_superkernel_decisions_by_thresholds_run_the_decoded_op(proxyless_cifar_space):
     """Thresholds (not a fixed choice) select the path: the whole net equals the static net of its decoded arch."""
     rng = random.Random(0)
     for seed in range(3):
         torch.manual_seed(seed)
-        net = SpnasNet(proxyless_cifar)
+        net = SpnasNet(proxyless_cifar_space)
         _randomize_bn(net, seed)
         _random_thresholds(net, rng)
         net.eval()
@@ -134,12 +129,12 @@ def test_superkernel_decisions_by_thresholds_run_the_decoded_op(proxyless_cifar)
             torch.testing.assert_close(logits, net.static_net(arch).eval()(x), rtol=1e-4, atol=1e-4)
 
 
-def test_the_static_op_of_a_decision_is_the_space_op_with_its_shapes(proxyless_cifar):
+def test_the_static_op_of_a_decision_is_the_space_op_with_its_shapes(proxyless_cifar_space):
     from spos.network import StaticNet
 
-    net = SpnasNet(proxyless_cifar)
-    arch = Arch(tuple(b.candidates[i % len(b.candidates)] for i, b in enumerate(proxyless_cifar.blocks)))
-    reference = StaticNet(proxyless_cifar, arch)
+    net = SpnasNet(proxyless_cifar_space)
+    arch = Arch(tuple(b.candidates[i % len(b.candidates)] for i, b in enumerate(proxyless_cifar_space.blocks)))
+    reference = StaticNet(proxyless_cifar_space, arch)
     static = net.static_net(arch)
     assert {k: v.shape for k, v in static.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
 
@@ -156,22 +151,22 @@ def test_indicator_is_hard_forward_and_sigmoid_backward():
 # ---- decoding ---------------------------------------------------------------------------------------
 
 
-def test_decode_always_yields_a_valid_arch_of_the_space(proxyless_cifar):
-    net, rng = _seeded_net(proxyless_cifar, 1)
+def test_decode_always_yields_a_valid_arch_of_the_space(proxyless_cifar_space):
+    net, rng = _seeded_net(proxyless_cifar_space, 1)
     seen_ops = set()
     for _ in range(40):
         _random_thresholds(net, rng, -3.0, 3.0)
         arch = net.decode()
-        assert arch.validated(proxyless_cifar) == arch
-        for block, o in zip(proxyless_cifar.blocks, arch.ops):
+        assert arch.validated(proxyless_cifar_space) == arch
+        for block, o in zip(proxyless_cifar_space.blocks, arch.ops):
             assert o in block.candidates
         seen_ops.update(arch.ops)
-    assert seen_ops == set(range(len(proxyless_cifar.ops)))  # every op is reachable by thresholds
+    assert seen_ops == set(range(len(proxyless_cifar_space.ops)))  # every op is reachable by thresholds
 
 
-def test_fresh_thresholds_decode_to_the_largest_op(proxyless_cifar):
-    arch = SpnasNet(proxyless_cifar).decode()
-    assert {proxyless_cifar.ops[o] for o in arch.ops} == {"mbconv_k7_e6"}
+def test_fresh_thresholds_decode_to_the_largest_op(proxyless_cifar_space):
+    arch = SpnasNet(proxyless_cifar_space).decode()
+    assert {proxyless_cifar_space.ops[o] for o in arch.ops} == {"mbconv_k7_e6"}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -194,43 +189,43 @@ def test_spaces_a_superkernel_cannot_express_are_refused_naming_the_op(change, m
     Calibration("total", (1.2,), 0.05, 10, 0.0, 0.0),
     Calibration("stage", (1.3, 0.7, 1.1, 0.9, 1.05, 0.8), 0.3, 20, 0.0, 0.0),
 ])
-def test_differentiable_runtime_equals_lut_predict_at_decoded_archs(proxyless_cifar, calibration):
-    predictor = LatencyPredictor(toy_lut(proxyless_cifar, calibration), proxyless_cifar)
+def test_differentiable_runtime_equals_lut_predict_at_decoded_archs(proxyless_cifar_space, calibration):
+    predictor = LatencyPredictor(toy_lut(proxyless_cifar_space, calibration), proxyless_cifar_space)
     table = runtime_table(predictor)
-    net, rng = _seeded_net(proxyless_cifar, 2)
+    net, rng = _seeded_net(proxyless_cifar_space, 2)
     values = set()
     for _ in range(10):
         _random_thresholds(net, rng, -1.0, 2.0)
         gates = [block.indicators() for block in net.blocks]
         arch = net.decode(gates)
-        runtime = differentiable_runtime(table, proxyless_cifar, net.grid, gates, arch)
+        runtime = differentiable_runtime(table, proxyless_cifar_space, net.grid, gates, arch)
         assert runtime.item() == predictor(arch)  # exactly: the very sum `spos lut predict` prints
         values.add(runtime.item())
     assert len(values) > 5
 
 
-def test_nested_runtime_formula_gives_each_ops_entry_at_hard_decisions(proxyless_cifar):
+def test_nested_runtime_formula_gives_each_ops_entry_at_hard_decisions(proxyless_cifar_space):
     """The relaxed per-layer formula (whose gradient trains the thresholds) is the decoded op's entry."""
     from spos.spnas.runtime import layer_runtime
 
-    predictor = LatencyPredictor(toy_lut(proxyless_cifar), proxyless_cifar)
+    predictor = LatencyPredictor(toy_lut(proxyless_cifar_space), proxyless_cifar_space)
     table = runtime_table(predictor)
-    net = SpnasNet(proxyless_cifar)
+    net = SpnasNet(proxyless_cifar_space)
     for i in (0, 1):
-        block, layer = proxyless_cifar.blocks[i], net.blocks[i]
+        block, layer = proxyless_cifar_space.blocks[i], net.blocks[i]
         for o in block.candidates:
-            gates = layer._fixed_indicators(net.grid.choice_of(proxyless_cifar, o))
-            value = layer_runtime(table.block_ms[i], proxyless_cifar, net.grid, gates).item()
+            gates = layer._fixed_indicators(net.grid.choice_of(proxyless_cifar_space, o))
+            value = layer_runtime(table.block_ms[i], proxyless_cifar_space, net.grid, gates).item()
             assert value == pytest.approx(table.block_ms[i][o], rel=1e-6)
 
 
-def test_gradients_reach_every_threshold_and_push_latency_down(proxyless_cifar):
-    predictor = LatencyPredictor(toy_lut(proxyless_cifar), proxyless_cifar)
+def test_gradients_reach_every_threshold_and_push_latency_down(proxyless_cifar_space):
+    predictor = LatencyPredictor(toy_lut(proxyless_cifar_space), proxyless_cifar_space)
     table = runtime_table(predictor)
     torch.manual_seed(3)
-    net = SpnasNet(proxyless_cifar)
+    net = SpnasNet(proxyless_cifar_space)
     logits, gates = net(torch.randn(4, 3, 32, 32))
-    runtime = differentiable_runtime(table, proxyless_cifar, net.grid, gates, net.decode(gates))
+    runtime = differentiable_runtime(table, proxyless_cifar_space, net.grid, gates, net.decode(gates))
     torch.log(runtime).backward()
     for i, theta in enumerate(net.threshold_parameters()):
         assert theta.grad is not None and torch.all(theta.grad < 0), (i, theta.grad)  # raising t lowers R
