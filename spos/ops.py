@@ -200,10 +200,13 @@ def parse_bits(name: str) -> tuple[int, int] | None:
 
 
 @lru_cache(maxsize=None)
-def _quant_op(name: str, w_bits: int, a_bits: int) -> OpSpec:
-    return OpSpec(
-        name, lambda c_in, c_out: c_out, _basic_layout(w_bits, a_bits), weight_group=QUANT_GROUP, bits=(w_bits, a_bits)
-    )
+def _quant_op(name: str) -> OpSpec | None:
+    """The ``w{W}a{A}`` op ``name`` (None for a name of another form), parsed once per name:
+    `get_op` runs for every block of every arch the searcher validates."""
+    bits = parse_bits(name)
+    if bits is None:
+        return None
+    return OpSpec(name, lambda c_in, c_out: c_out, _basic_layout(*bits), weight_group=QUANT_GROUP, bits=bits)
 
 
 def _half_out(c_in: int, c_out: int) -> int:
@@ -235,15 +238,16 @@ OPS: dict[str, OpSpec] = _build_registry()
 def get_op(name: str) -> OpSpec:
     """Look an op up by name (a registered op or a quantized ``w{W}a{A}`` block);
     unknown names list the valid ones, bad bit widths name the bad value."""
-    if name in OPS:
-        return OPS[name]
-    bits = parse_bits(name) if isinstance(name, str) else None
-    if bits is None:
+    if not isinstance(name, str):  # e.g. a YAML list: unhashable, so no dict lookup
+        op = None
+    else:
+        op = OPS.get(name) or _quant_op(name)
+    if op is None:
         raise ValueError(
             f"unknown op {name!r}; expected one of: {', '.join(OPS)}, "
             f"or a quantized ResNet block w{{W}}a{{A}} (W, A in 1..{MAX_BITS}, e.g. w2a4)"
         )
-    return _quant_op(name, *bits)
+    return op
 
 
 def conv_out_size(size: int, kernel: int, stride: int) -> int:
