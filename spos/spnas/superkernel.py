@@ -74,6 +74,10 @@ class SuperMBConv(nn.Module):
         self.expand, self.depthwise, self.project = (ConvBNAct(spec) for spec in layout.main)
         self.residual = layout.combine == "residual"
         self.group_ends = tuple(block.c_in * e for e in grid.expansions)  # mid channels of each expansion
+        sizes = [end - start for start, end in zip((0,) + self.group_ends[:-1], self.group_ends)]
+        # each mid channel's expansion group, so a forward pass spreads the group gates without building it
+        group_of_channel = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        self.register_buffer("group_of_channel", group_of_channel, persistent=False)
         k_max = grid.kernels[-1]
         # rings[j]: the weights of kernel level j that level j-1 lacks (level 0: the smallest kernel itself)
         rings, inner = [], torch.zeros(k_max, k_max)
@@ -177,8 +181,7 @@ class SuperMBConv(nn.Module):
         dw = self.depthwise
         h = F.conv2d(h, self._masked_kernel(kernel_gates), None, dw.conv.stride, dw.conv.padding, 1, dw.conv.groups)
         h = dw.act(dw.bn(h))
-        sizes = [end - start for start, end in zip((0,) + self.group_ends[:-1], self.group_ends)]
-        channel_mask = torch.repeat_interleave(expansion_gates, torch.tensor(sizes, device=h.device))
+        channel_mask = expansion_gates.index_select(0, self.group_of_channel)
         h = self.project(h * channel_mask.view(1, -1, 1, 1))
         return x + keep * h if self.residual else h
 
