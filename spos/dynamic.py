@@ -70,8 +70,8 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
 
 
 class DynamicConvBNAct(ConvBNAct):
-    def __init__(self, spec: ConvSpec, bn_affine: bool) -> None:
-        super().__init__(spec, bn_affine, DynamicConv2d, DynamicBatchNorm2d)
+    def __init__(self, spec: ConvSpec, bn_affine: bool, conv_cls: type[DynamicConv2d] = DynamicConv2d) -> None:
+        super().__init__(spec, bn_affine, conv_cls, DynamicBatchNorm2d)
 
     def forward(self, x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:  # type: ignore[override]
         return self.act(self.bn(self.conv(x, spec.c_out)))
@@ -81,7 +81,7 @@ class DynamicQuantConvBNAct(DynamicConvBNAct):
     """Runs any bit pair: the weights are shared by every bit width, the PACT clips are not."""
 
     def __init__(self, spec: ConvSpec, bn_affine: bool, act_bits: tuple[int, ...]) -> None:
-        ConvBNAct.__init__(self, spec, bn_affine, DynamicQuantConv2d, DynamicBatchNorm2d)
+        super().__init__(spec, bn_affine, DynamicQuantConv2d)
         self.quant_in = DynamicPACT(act_bits)
 
     def forward(self, x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:  # type: ignore[override]
