@@ -12,7 +12,7 @@
 
 Every quantized tensor is computed as ``levels * scale`` with integer
 ``levels``: exactly what a QDQ graph's ``DequantizeLinear`` computes from INT8
-levels (`spos.qdq`), so the exported model and this fake-quant model agree.
+levels (`export.qdq`), so the exported model and this fake-quant model agree.
 """
 
 from __future__ import annotations
