@@ -269,12 +269,15 @@ class _Trainer:
         weight = self.settings.alpha if step >= self.warmup_steps else 0.0
         runtime_term = weight * over.pow(self.settings.beta)
         loss = ce + runtime_term.to(ce.dtype)
-        if not torch.isfinite(loss):
-            raise ValueError(f"loss became {loss.item()} at step {step}; lower recipe.lr or --threshold-lr")
+        top1 = (logits.argmax(1) == labels).float().mean()
+        # one device-to-host copy for the step's figures (float64 holds each exactly)
+        loss_value, ce_value, runtime_value, top1_value = torch.stack(
+            [t.detach().double() for t in (loss, ce, runtime_term, top1)]).tolist()
+        if not math.isfinite(loss_value):
+            raise ValueError(f"loss became {loss_value} at step {step}; lower recipe.lr or --threshold-lr")
         loss.backward()
         self.optimizer.step()
-        top1 = (logits.argmax(1) == labels).float().mean().item()
-        return loss.item(), ce.item(), float(runtime_term.detach()), top1, lr
+        return loss_value, ce_value, runtime_value, top1_value, lr
 
     def epoch(self, epoch: int, batches: _EpochBatches, bar: tqdm) -> EpochRecord:
         self.net.train()
