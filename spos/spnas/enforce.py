@@ -61,7 +61,7 @@ def enforce_budget(
     current = list(choices)
     ops = [grid.op_index(space, c) for c in current]
     repairs: list[Repair] = []
-    while table.base_ms + sum(t[o] for t, o in zip(table.block_ms, ops)) > target_ms:
+    while table.predict(Arch(tuple(ops))) > target_ms:
         best: tuple[float, int, LayerChoice, float] | None = None
         for i, (choice, block) in enumerate(zip(current, space.blocks)):
             for smaller, margin in _shrink_moves(choice, margins[i], grid.skip_allowed(space, block)):
@@ -73,11 +73,10 @@ def enforce_budget(
             new_op: int = grid.op_index(space, smaller)
             current[i] = smaller
         else:  # no nested move lowers the prediction: the largest saving to a block's fastest op
-            savings = [(t[o] - min(t[c] for c in b.candidates), i) for i, (t, o, b) in
-                       enumerate(zip(table.block_ms, ops, space.blocks))]
-            saved, i = max(savings)
+            fastest = table.fastest(space).ops
+            saved, i = max((t[o] - t[f], i) for i, (t, o, f) in enumerate(zip(table.block_ms, ops, fastest)))
             assert saved > 0, "an infeasible target reached the repair"
-            new_op = min(space.blocks[i].candidates, key=table.block_ms[i].__getitem__)
+            new_op = fastest[i]
             margin = None
             current[i] = grid.choice_of(space, new_op)
         repairs.append(Repair(i, space.ops[ops[i]], space.ops[new_op], margin, saved))

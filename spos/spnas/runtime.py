@@ -57,6 +57,9 @@ class RuntimeTable:
     def min_ms(self, space: SearchSpace) -> float:
         return self.base_ms + sum(min(t[o] for o in b.candidates) for t, b in zip(self.block_ms, space.blocks))
 
+    def max_ms(self, space: SearchSpace) -> float:
+        return self.base_ms + sum(max(t[o] for o in b.candidates) for t, b in zip(self.block_ms, space.blocks))
+
     def fastest(self, space: SearchSpace) -> Arch:
         return Arch(tuple(min(b.candidates, key=t.__getitem__) for t, b in zip(self.block_ms, space.blocks)))
 
