@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from spos.arch import Arch  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
-from spos.data import fixed_batches, load_data  # noqa: E402
-from spos.evaluate import CandidateEvaluator, EvaluationBatches, in_order  # noqa: E402
+from spos.data import load_data  # noqa: E402
+from spos.evaluate import CandidateEvaluator, evaluation_batches  # noqa: E402
 
 
 def main() -> None:
@@ -41,9 +41,8 @@ def main() -> None:
 
     loaded = load_supernet(args.supernet)
     splits = load_data(loaded.config.data)
-    recalibration = [x for x, _ in fixed_batches(splits.train, args.recal_batches, args.batch_size, args.recal_seed)]
-    evaluate = CandidateEvaluator(loaded.supernet, EvaluationBatches(recalibration, in_order(splits.test, args.batch_size)),
-                                  channels_last=loaded.config.channels_last)
+    batches = evaluation_batches(splits, args.recal_batches, args.batch_size, seed=args.recal_seed, split="test")
+    evaluate = CandidateEvaluator(loaded.supernet, batches, channels_last=loaded.config.channels_last)
     results = sorted(Path(args.runs).glob("seed*/result.json"))
     if not results:
         raise SystemExit(f"{args.runs}: no seed*/result.json; expected the --out folder of evolution_vs_random.py")

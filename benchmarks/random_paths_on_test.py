@@ -24,16 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spos.checkpoint import load_supernet  # noqa: E402
-from spos.data import fixed_batches, load_data  # noqa: E402
-from spos.evaluate import CandidateEvaluator, EvaluationBatches, in_order  # noqa: E402
+from spos.data import load_data  # noqa: E402
+from spos.evaluate import CandidateEvaluator, evaluation_batches  # noqa: E402
 from spos.sampling import sample_uniform  # noqa: E402
 
 
 def score_on_test(path: str, args: argparse.Namespace) -> tuple[list[float], int]:
     loaded = load_supernet(path)
     splits = load_data(loaded.config.data)
-    recalibration = [images for images, _ in fixed_batches(splits.train, args.recal_batches, args.batch_size, 0)]
-    batches = EvaluationBatches(recalibration, in_order(splits.test, args.batch_size))
+    batches = evaluation_batches(splits, args.recal_batches, args.batch_size, seed=0, split="test")
     evaluate = CandidateEvaluator(loaded.supernet, batches, channels_last=loaded.config.channels_last)
     rng = random.Random(args.seed)
     return [evaluate(sample_uniform(loaded.space, rng)) for _ in range(args.paths)], len(splits.train)

@@ -58,14 +58,19 @@ def in_order(dataset: Dataset, batch_size: int) -> list[Batch]:
 
 
 def evaluation_batches(
-    splits: DataSplits, recal_batches: int, batch_size: int, seed: int = 0, val_batch_size: int | None = None
+    splits: DataSplits, recal_batches: int, batch_size: int, seed: int = 0, val_batch_size: int | None = None,
+    split: str = "search_val",
 ) -> EvaluationBatches:
     """``recal_batches`` fixed random batches of training images (augmented once, as drawn by
-    ``seed``) and the whole search-val split in order, all in memory."""
+    ``seed``) and the whole scored split in order, all in memory. The search scores on
+    ``search_val``; ``split="test"`` is for diagnostics that must score where no search looked."""
     from spos.data import fixed_batches  # the data stack (torchvision, sklearn) only when scoring real data
 
+    scored = {"search_val": splits.search_val, "test": splits.test}
+    if split not in scored:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(scored)}")
     recal = [images for images, _ in fixed_batches(splits.train, recal_batches, batch_size, seed)]
-    return EvaluationBatches(recal, in_order(splits.search_val, val_batch_size or batch_size))
+    return EvaluationBatches(recal, in_order(scored[split], val_batch_size or batch_size))
 
 
 class CandidateEvaluator:

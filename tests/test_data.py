@@ -157,3 +157,16 @@ def test_missing_root_is_a_one_line_cli_error(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("spos train: error: data.root: folder not found: ") and "\n" not in err
+
+
+def test_evaluation_batches_score_search_val_or_on_request_the_test_split():
+    from spos.evaluate import evaluation_batches
+
+    splits = load_data(DataConfig("digits", input_size=8, in_channels=1, search_val_per_class=5))
+    searched = evaluation_batches(splits, 2, 16)
+    held_out = evaluation_batches(splits, 2, 16, split="test")
+    assert sum(len(y) for _, y in searched.validation) == len(splits.search_val)
+    assert sum(len(y) for _, y in held_out.validation) == len(splits.test)
+    assert all(torch.equal(a, b) for a, b in zip(searched.recalibration, held_out.recalibration))
+    with pytest.raises(ValueError, match=r"split 'train': expected one of search_val, test"):
+        evaluation_batches(splits, 2, 16, split="train")
