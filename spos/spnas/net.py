@@ -12,7 +12,7 @@ from spos.signature import fixed_signatures
 from spos.space import SearchSpace
 from spos.spnas.grid import LayerChoice, SpnasGrid
 from spos.spnas.runtime import Gates
-from spos.spnas.superkernel import Margins, SuperMBConv, choice_of_gates
+from spos.spnas.superkernel import Margins, SuperMBConv, choices_of_gates
 
 
 class SpnasNet(nn.Module):
@@ -41,7 +41,7 @@ class SpnasNet(nn.Module):
 
     def decode(self, gates: list[Gates] | None = None) -> Arch:
         """The current decisions (or those ``gates`` of a forward pass encode) as an arch of the space."""
-        choices = self.choices() if gates is None else [choice_of_gates(g) for g in gates]
+        choices = self.choices() if gates is None else choices_of_gates(gates)
         return Arch(tuple(self.grid.op_index(self.space, c) for c in choices)).validated(self.space)
 
     def margins(self) -> list[Margins]:

@@ -32,6 +32,7 @@ Two choices of ours, stated because they are not in the paper:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,12 +54,12 @@ class Margins:
     skip: float | None  # the first expansion group's margin where the block may be skipped
 
 
-def choice_of_gates(gates: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LayerChoice:
-    """The decision that hard gates (kernel levels, expansion levels, keep) encode."""
-    kernel_gates, expansion_gates, keep = gates
-    if keep.item() == 0:
-        return LayerChoice(0, None)
-    return LayerChoice(int(kernel_gates.sum().item()) - 1, int(expansion_gates.sum().item()) - 1)
+@torch.no_grad()
+def choices_of_gates(gates: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[LayerChoice]:
+    """The decisions that hard gates (kernel levels, expansion levels, keep) encode, one per layer,
+    read back from the device in one copy."""
+    counts = torch.stack([torch.stack([k.sum(), e.sum(), keep]) for k, e, keep in gates]).tolist()
+    return [LayerChoice(int(k) - 1, int(e) - 1) if keep else LayerChoice(0, None) for k, e, keep in counts]
 
 
 class SuperMBConv(nn.Module):
@@ -161,7 +162,7 @@ class SuperMBConv(nn.Module):
     @torch.no_grad()
     def decide(self) -> LayerChoice:
         """The decision the current thresholds make (what the forward pass runs)."""
-        return choice_of_gates(self.indicators())
+        return choices_of_gates([self.indicators()])[0]
 
     @torch.no_grad()
     def margins(self) -> Margins:
