@@ -82,6 +82,7 @@ def main() -> int:
     predictor = lut_predictor(args.lut, space)
     low, high = predictor.min_ms(), predictor.max_ms()
     budgets_ms = [round(low + f * (high - low), 4) for f in args.fractions]
+    source = lut_source(args.lut, predictor.lut)
     cfg = load_train_config(args.config, seed=args.seed,
                             overrides={"recipe.steps": args.search_steps, "recipe.epochs": None})
     spnas_cfg = load_train_config(args.config, seed=args.seed,
@@ -94,7 +95,7 @@ def main() -> int:
     # ---- SPOS: one supernet, evolution per budget ----
     timed("spos train", times, train_supernet, cfg, out / "spos" / "train", resume=True)
     loaded = load_supernet(out / "spos" / "train" / "supernet.pt")
-    bound = LatencyBound(args.lut.stem, predictor, tuple(budgets_ms), lut_source(args.lut, predictor.lut))
+    bound = LatencyBound(args.lut.stem, predictor, tuple(budgets_ms), source)
     budgets = build_budgets(space, latency=[bound])
     settings = EvolutionSettings(args.population, args.generations, max(2, args.population // 2))
     outcome = timed("spos search", times, search_supernet, loaded, out / "spos" / "train" / "supernet.pt", budgets,
@@ -110,16 +111,16 @@ def main() -> int:
     for k, ms in enumerate(budgets_ms):
         label = f"spnas budget {k + 1}"
         spnas_settings = SpnasSettings(ms, alpha=args.alpha, threshold_lr=args.threshold_lr)
-        result = timed(label, times, run_spnas, space, table, spnas_cfg, out / "spnas" / f"budget-{k + 1}",
-                       spnas_settings, lut_name=args.lut.stem, lut_source=lut_source(args.lut, predictor.lut),
-                       resume=True, progress=False)
+        run_dir = out / "spnas" / f"budget-{k + 1}"
+        result = timed(label, times, run_spnas, space, table, spnas_cfg, run_dir, spnas_settings,
+                       lut_name=args.lut.stem, lut_source=source, resume=True, progress=False)
         picks.append((ms, "Single-Path NAS", result.arch, {"search_s": times[label], "epochs": len(result.history)}))
         if args.enforce:  # the same trained run, repaired: its checkpoint resumed with enforce on elsewhere
             repaired_dir = out / "spnas-enforced" / f"budget-{k + 1}"
             repaired_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(out / "spnas" / f"budget-{k + 1}" / "checkpoint.pt", repaired_dir / "checkpoint.pt")
+            shutil.copy2(run_dir / "checkpoint.pt", repaired_dir / "checkpoint.pt")
             repaired = run_spnas(space, table, spnas_cfg, repaired_dir, replace(spnas_settings, enforce=True),
-                                 lut_name=args.lut.stem, lut_source=lut_source(args.lut, predictor.lut), resume=True,
+                                 lut_name=args.lut.stem, lut_source=source, resume=True,
                                  progress=False)
             picks.append((ms, "Single-Path NAS + enforce", repaired.arch,
                           {"search_s": times[label], "repairs": len(repaired.repairs)}))
