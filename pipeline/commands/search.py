@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from pipeline.commands import set_torch_threads
 from pipeline.output import human_count, parse_count, print_json
 
 if TYPE_CHECKING:
@@ -97,9 +98,6 @@ def _latency_bounds(specs: list[str], space) -> list[LatencyBound]:
 
 
 def search(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: building the `spos` parser must not load torch (fast --help).
-    import torch
-
     from pipeline.plots import plot_search
     from spos.checkpoint import load_supernet
     from spos.config import load_train_config
@@ -113,10 +111,7 @@ def search(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     evaluation = EvaluationSettings(args.recal_batches, args.batch_size, args.recal_seed, args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     supernet_path = Path(args.supernet)
     loaded = load_supernet(supernet_path)
     space = loaded.space

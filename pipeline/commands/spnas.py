@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.commands import set_torch_threads
 from pipeline.output import human_count, print_json
 
 
@@ -40,8 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def spnas(args: argparse.Namespace) -> int:
-    import torch
-
     from latency.budget import lut_predictor, lut_source
     from latency.runtime_table import runtime_table
     from pipeline.spnas_plot import plot_spnas
@@ -52,10 +51,7 @@ def spnas(args: argparse.Namespace) -> int:
 
     settings = SpnasSettings(args.target_ms, args.epochs, args.alpha, args.beta, args.threshold_lr,
                              args.warmup_fraction, args.enforce)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     space = SearchSpace.from_yaml(args.space)
     SpnasGrid.from_space(space)  # a space no superkernel expresses is refused before the LUT is read
     predictor = lut_predictor(args.lut, space)
