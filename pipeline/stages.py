@@ -269,7 +269,10 @@ def build_stages(p: Prepared) -> list[StageSpec]:
     if "spos" in cfg.searchers:
         stages.append(StageSpec("train", train_identity, partial(train_stage, p)))
     if cfg.correlate is not None:
-        stages.append(StageSpec("correlate", {"correlate": cfg.section("correlate"), "seed": cfg.seed},
+        section = cfg.section("correlate")
+        if section["standalone_seeds"] == 1:  # added later: a run with the default keeps its earlier input hash
+            del section["standalone_seeds"]
+        stages.append(StageSpec("correlate", {"correlate": section, "seed": cfg.seed},
                                 partial(correlate_stage, p), needs=("train",)))
     for d in cfg.devices:
         if "spos" in cfg.searchers:
@@ -368,9 +371,12 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     if "correlate" not in outputs or cfg.correlate is None:
         return {}
     data = json.loads(outputs["correlate"]["result"].read_text())
-    return {"rank correlation": f"Kendall tau {data['kendall_tau']:.3f}, Spearman {data['spearman']:.3f} over "
-                                f"{data['num_archs']} archs (supernet score vs stand-alone top-1 after "
-                                f"{cfg.correlate.steps} steps)"}
+    fact = (f"Kendall tau {data['kendall_tau']:.3f}, Spearman {data['spearman']:.3f} over {data['num_archs']} archs "
+            f"(supernet score vs stand-alone top-1 after {cfg.correlate.steps} steps")
+    if data.get("standalone_self_tau") is not None:
+        fact += (f", mean of {cfg.correlate.standalone_seeds} seeds; stand-alone seed vs seed: tau "
+                 f"{data['standalone_self_tau']:.3f}")
+    return {"rank correlation": fact + ")"}
 
 
 def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[str]:

@@ -12,13 +12,27 @@ Kendall's tau and Spearman's rho between the two say how far the search can
 trust the supernet's ranking. Every stand-alone run checkpoints into its own
 folder and every finished one is journaled, so a killed run resumes where it
 stopped and re-trains nothing.
+
+A short stand-alone run is itself a noisy measurement. With
+``standalone_seeds`` > 1 every arch is trained once per seed, its accuracy is
+the mean, and the tau between the first two seeds' rankings
+(``standalone_self_tau``) says how far stand-alone training agrees with
+itself: no supernet can be measured to rank better than that.
+
+Stand-alone runs do not depend on the supernet, so a second supernet of the
+same space, data and recipe can take a finished run's results
+(``reuse_from``) instead of training the same archs again; each journaled run
+records a hash of its training config, and only runs whose hash matches are
+taken.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -46,13 +60,18 @@ class CorrelateSettings:
     seed: int = 0
     recal_batches: int = 8
     batch_size: int = 128
+    standalone_seeds: int = 1  # stand-alone runs per arch, seeds seed, seed+1, ...; the accuracy is their mean
 
     def __post_init__(self) -> None:
         if self.num_archs < 3:
             raise ValueError(f"num_archs: a rank correlation needs at least 3 archs, got {self.num_archs}")
-        for name in ("steps", "recal_batches", "batch_size"):
+        for name in ("steps", "recal_batches", "batch_size", "standalone_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+    @property
+    def standalone_seed_list(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.standalone_seeds))
 
 
 @dataclass(frozen=True)
@@ -60,7 +79,8 @@ class ArchPoint:
     arch: str
     flops: int
     supernet_top1: float
-    standalone_top1: float | None = None  # None until its stand-alone run finished
+    standalone_top1: float | None = None  # mean over the stand-alone runs; None until they finished
+    standalone_runs: tuple[float, ...] = ()  # one top-1 per stand-alone seed, in seed order
 
 
 @dataclass(frozen=True)
@@ -69,10 +89,18 @@ class Correlation:
     spearman: float
     num_archs: int
     archs: tuple[ArchPoint, ...]
+    standalone_self_tau: float | None = None  # tau between the first two seeds' stand-alone rankings
 
     def to_json(self) -> dict[str, Any]:
-        return {"kendall_tau": self.kendall_tau, "spearman": self.spearman, "num_archs": self.num_archs,
-                "archs": [asdict(p) for p in self.archs]}
+        """Plain JSON data; a coefficient that is undefined (one side ranks every arch equal) is null,
+        not NaN, which strict JSON readers refuse."""
+        return {"kendall_tau": _finite_or_none(self.kendall_tau), "spearman": _finite_or_none(self.spearman),
+                "num_archs": self.num_archs, "standalone_self_tau": _finite_or_none(self.standalone_self_tau),
+                "archs": [{**asdict(p), "standalone_runs": list(p.standalone_runs)} for p in self.archs]}
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
 
 
 def stratified_by_flops(space: SearchSpace, count: int, rng: random.Random, pool_factor: int = 50) -> list[Arch]:
@@ -107,42 +135,97 @@ def correlate(
     *,
     resume: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    reuse_from: str | Path | None = None,
 ) -> Correlation:
     """Score ``settings.num_archs`` archs on the supernet and stand-alone; write ``correlation.json``.
 
     ``supernet_sha256`` identifies the supernet file: a resumed run must use
-    the same supernet and settings.
+    the same supernet and settings. ``reuse_from``: an earlier run's folder
+    whose matching stand-alone runs are taken instead of trained again.
     """
     out_dir = Path(out_dir)
     say = on_progress or (lambda _: None)
     identity = {"supernet_sha256": supernet_sha256, "space_hash": loaded.space.hash, **asdict(settings)}
     points = _start_or_resume(loaded, out_dir, identity, settings, resume, say)
-    done = _finished_runs(out_dir / JOURNAL_NAME)
-    cfg = _standalone_config(loaded, settings)
+    seeds = settings.standalone_seed_list
+    configs = {seed: _standalone_config(loaded, settings, seed) for seed in seeds}
+    keys = {seed: standalone_key(config) for seed, config in configs.items()}
+    journal = out_dir / JOURNAL_NAME
+    done = _finished_runs(journal, settings.seed)
+    if reuse_from is not None:
+        _reuse_runs(Path(reuse_from), journal, points, keys, done, say)
     from spos.retrain import retrain  # the training stack only once there is training to do
 
     for index, point in enumerate(points):
-        if point.arch in done:
-            continue
-        say(f"stand-alone {index + 1}/{len(points)}: {point.arch} ({settings.steps} steps)")
-        run_dir = out_dir / "standalone" / f"{index:03d}"
-        result = retrain(Arch.parse(point.arch), cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file())
-        done[point.arch] = result.test_top1
-        with (out_dir / JOURNAL_NAME).open("a") as journal:  # append-only; a torn last line is skipped on read
-            journal.write(json.dumps({"arch": point.arch, "standalone_top1": result.test_top1}) + "\n")
-    finished = tuple(replace(p, standalone_top1=done[p.arch]) for p in points)
+        for seed in seeds:
+            if (point.arch, seed) in done:
+                continue
+            say(f"stand-alone {index + 1}/{len(points)}, seed {seed}: {point.arch} ({settings.steps} steps)")
+            run_dir = out_dir / "standalone" / (f"{index:03d}" if seed == settings.seed else f"{index:03d}-seed{seed}")
+            result = retrain(Arch.parse(point.arch), configs[seed], run_dir,
+                             resume=(run_dir / "checkpoint.pt").is_file())
+            done[point.arch, seed] = result.test_top1
+            _journal(journal, {"arch": point.arch, "seed": seed, "standalone_top1": result.test_top1,
+                               "standalone_config": keys[seed]})
+    finished = tuple(_with_runs(p, [done[p.arch, seed] for seed in seeds]) for p in points)
     tau, rho = rank_correlation([p.supernet_top1 for p in finished], [p.standalone_top1 for p in finished])
-    result = Correlation(tau, rho, len(finished), finished)
+    self_tau = None
+    if len(seeds) > 1:
+        self_tau, _ = rank_correlation([p.standalone_runs[0] for p in finished], [p.standalone_runs[1] for p in finished])
+    result = Correlation(tau, rho, len(finished), finished, self_tau)
     write_json_atomic(out_dir / RESULT_NAME, {**result.to_json(), "settings": identity})
     return result
 
 
-def _standalone_config(loaded: LoadedSupernet, settings: CorrelateSettings):
+def _with_runs(point: ArchPoint, runs: list[float]) -> ArchPoint:
+    return replace(point, standalone_top1=sum(runs) / len(runs), standalone_runs=tuple(runs))
+
+
+def _journal(journal: Path, record: dict[str, Any]) -> None:
+    with journal.open("a") as f:  # append-only; a torn last line is skipped on read
+        f.write(json.dumps(record) + "\n")
+
+
+def standalone_key(config: Any) -> str:
+    """A short hash of everything a stand-alone run's result depends on: its training config
+    (space, data, recipe, seed), without the paths and bookkeeping that do not change it."""
+    settings = config.to_dict()
+    for name in ("space", "checkpoint_every", "log_every", "eval"):
+        settings.pop(name)
+    settings["space_hash"] = config.load_space().hash
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _reuse_runs(
+    source: Path, journal: Path, points: list[ArchPoint], keys: dict[int, str], done: dict[tuple[str, int], float],
+    say: Callable[[str], None],
+) -> None:
+    """Copy into ``journal`` the finished runs of ``source`` that trained one of ``points`` with
+    the same config (same ``standalone_key``); those runs are then not trained again."""
+    other = source / JOURNAL_NAME
+    if not other.is_file():
+        raise FileNotFoundError(f"{source}: no {JOURNAL_NAME}; expected the folder of an earlier `spos correlate` run")
+    wanted = {p.arch for p in points}
+    by_key = {key: seed for seed, key in keys.items()}
+    taken = unverifiable = 0
+    for record in read_jsonl(other, "stand-alone journal"):
+        seed = by_key.get(record.get("standalone_config"))
+        if "standalone_config" not in record:
+            unverifiable += 1
+        elif seed is not None and record.get("arch") in wanted and (record["arch"], seed) not in done:
+            done[record["arch"], seed] = float(record["standalone_top1"])
+            _journal(journal, {**record, "seed": seed, "reused_from": str(source)})
+            taken += 1
+    say(f"reused {taken} stand-alone run(s) from {source}"
+        + (f"; {unverifiable} run(s) there record no training config and were not reused" if unverifiable else ""))
+
+
+def _standalone_config(loaded: LoadedSupernet, settings: CorrelateSettings, seed: int):
     """The supernet's own data and recipe, cut to ``settings.steps`` steps (a fixed, short recipe)."""
     recipe = loaded.config.recipe
     short = replace(recipe, steps=settings.steps, epochs=None, warmup_steps=min(recipe.warmup_steps, settings.steps // 10))
     checkpoint_every = max(1, min(loaded.config.checkpoint_every, settings.steps // 4))
-    return replace(loaded.config, recipe=short, seed=settings.seed, checkpoint_every=checkpoint_every,
+    return replace(loaded.config, recipe=short, seed=seed, checkpoint_every=checkpoint_every,
                    eval=replace(loaded.config.eval, every=0))
 
 
@@ -155,8 +238,10 @@ def _start_or_resume(
         if not resume:
             raise ExistingCorrelation(f"{out_dir} already holds a correlation run")
         state = read_json(state_path, "correlation state")
-        if not isinstance(state, dict) or state.get("identity") != identity:
-            stored = state.get("identity") if isinstance(state, dict) else None
+        stored = state.get("identity") if isinstance(state, dict) else None
+        if isinstance(stored, dict):  # settings added since the run started read as their defaults
+            stored = {**{f.name: f.default for f in fields(CorrelateSettings)}, **stored}
+        if stored != identity:
             key = next((k for k in identity if not isinstance(stored, dict) or stored.get(k) != identity[k]), "format")
             old = stored.get(key) if isinstance(stored, dict) else None
             raise ValueError(f"{state_path} was written with {key} = {old!r}, now {identity.get(key)!r}; "
@@ -180,7 +265,10 @@ def _start_or_resume(
     return points
 
 
-def _finished_runs(journal: Path) -> dict[str, float]:
+def _finished_runs(journal: Path, first_seed: int) -> dict[tuple[str, int], float]:
+    """``(arch, seed) -> test top-1`` of the journaled runs (runs journaled before seeds were
+    recorded trained with the run's first seed)."""
     if not journal.is_file():
         return {}
-    return {r["arch"]: float(r["standalone_top1"]) for r in read_jsonl(journal, "stand-alone journal")}
+    return {(r["arch"], int(r.get("seed", first_seed))): float(r["standalone_top1"])
+            for r in read_jsonl(journal, "stand-alone journal")}

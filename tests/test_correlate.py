@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,17 @@ def test_rank_correlation_matches_definitions():
     assert rho == pytest.approx(0.8)
 
 
+def test_an_undefined_coefficient_is_written_as_null_not_nan():
+    from spos.correlate import ArchPoint, Correlation
+
+    # three archs whose stand-alone runs all reach the same accuracy: no ranking, so no tau
+    points = tuple(ArchPoint(f"0:{i}", 10 + i, 0.1 * i, 0.5, (0.5,)) for i in range(3))
+    tau, rho = rank_correlation([p.supernet_top1 for p in points], [p.standalone_top1 for p in points])
+    data = Correlation(tau, rho, 3, points).to_json()
+    assert data["kendall_tau"] is None and data["spearman"] is None and data["standalone_self_tau"] is None
+    assert "NaN" not in json.dumps(data)
+
+
 def test_correlate_scores_trains_and_writes_the_result(supernet_file, tmp_path):
     loaded = load_supernet(supernet_file)
     result = correlate(loaded, "abc", tmp_path / "out", SETTINGS)
@@ -117,6 +129,72 @@ def test_a_folder_that_is_not_a_correlation_run_is_left_alone(supernet_file, tmp
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_several_standalone_seeds_are_averaged_and_compared(supernet_file, tmp_path):
+    settings = CorrelateSettings(num_archs=3, steps=4, seed=0, recal_batches=1, batch_size=32, standalone_seeds=2)
+    result = correlate(load_supernet(supernet_file), "abc", tmp_path / "out", settings)
+    for i, point in enumerate(result.archs):
+        runs = [torch.load(tmp_path / "out" / "standalone" / name / "model.pt", weights_only=True)["metrics"]["test_top1"]
+                for name in (f"{i:03d}", f"{i:03d}-seed1")]
+        assert list(point.standalone_runs) == runs
+        assert point.standalone_top1 == pytest.approx(sum(runs) / 2)
+    tau, _ = rank_correlation([p.standalone_runs[0] for p in result.archs], [p.standalone_runs[1] for p in result.archs])
+    assert result.standalone_self_tau == pytest.approx(tau, nan_ok=True)
+    written = json.loads((tmp_path / "out" / "correlation.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"correlation.json holds {name}, not JSON"))
+    assert written["standalone_self_tau"] == (None if math.isnan(tau) else pytest.approx(tau))
+    assert [a["standalone_runs"] for a in written["archs"]] == [list(p.standalone_runs) for p in result.archs]
+    # the first seed's runs are the one-seed run's runs: same folders, same results
+    single = correlate(load_supernet(supernet_file), "abc", tmp_path / "single", SETTINGS)
+    assert [p.standalone_runs[0] for p in result.archs] == [p.standalone_top1 for p in single.archs]
+    assert single.standalone_self_tau is None
+
+
+def test_standalone_runs_are_reused_for_another_supernet_only_when_their_config_matches(
+        supernet_file, tmp_path, monkeypatch):
+    first = correlate(load_supernet(supernet_file), "abc", tmp_path / "first", SETTINGS)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a matching stand-alone run was trained again")
+
+    monkeypatch.setattr(spos.retrain, "retrain", no_training)
+    lines = []
+    second = correlate(load_supernet(supernet_file), "other supernet", tmp_path / "second", SETTINGS,
+                       reuse_from=tmp_path / "first", on_progress=lines.append)
+    assert [p.standalone_top1 for p in second.archs] == [p.standalone_top1 for p in first.archs]
+    assert any("reused 3 stand-alone run(s)" in line for line in lines)
+    journal = [json.loads(line) for line in (tmp_path / "second" / "standalone.jsonl").read_text().splitlines()]
+    assert all(r["reused_from"] == str(tmp_path / "first") for r in journal)
+
+    # another recipe (here: more steps) is another experiment: nothing is taken, so training is asked for
+    longer = CorrelateSettings(num_archs=3, steps=5, seed=0, recal_batches=1, batch_size=32)
+    with pytest.raises(AssertionError, match="trained again"):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "third", longer, reuse_from=tmp_path / "first")
+    # runs journaled before the config was recorded cannot be checked, so they are not taken
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "standalone.jsonl").write_text("".join(
+        json.dumps({"arch": p.arch, "standalone_top1": 0.5}) + "\n" for p in first.archs))
+    lines.clear()
+    with pytest.raises(AssertionError, match="trained again"):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "fourth", SETTINGS, reuse_from=old,
+                  on_progress=lines.append)
+    assert any("3 run(s) there record no training config" in line for line in lines)
+    with pytest.raises(FileNotFoundError, match="no standalone.jsonl"):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "fifth", SETTINGS, reuse_from=tmp_path / "nothing")
+
+
+def test_a_run_started_before_standalone_seeds_existed_resumes(supernet_file, tmp_path):
+    reference = correlate(load_supernet(supernet_file), "abc", tmp_path / "run", SETTINGS)
+    state_path = tmp_path / "run" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["identity"]["standalone_seeds"]
+    state_path.write_text(json.dumps(state))
+    journal = tmp_path / "run" / "standalone.jsonl"  # and its journal lines had no seed and no config
+    journal.write_text("".join(json.dumps({"arch": r["arch"], "standalone_top1": r["standalone_top1"]}) + "\n"
+                               for r in map(json.loads, journal.read_text().splitlines())))
+    assert correlate(load_supernet(supernet_file), "abc", tmp_path / "run", SETTINGS, resume=True) == reference
+
+
 def test_cli_json_contract(supernet_file, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--steps", "4",
@@ -133,6 +211,17 @@ def test_cli_json_contract(supernet_file, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["correlate", "--supernet", str(supernet_file), "--num-archs", "2", "--out", str(tmp_path / "x")]) == 2
     assert "at least 3 archs, got 2" in capsys.readouterr().err
+    assert main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--standalone-seeds", "0",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "standalone_seeds: expected a positive integer, got 0" in capsys.readouterr().err
+
+    code = main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--steps", "4",
+                 "--recal-batches", "1", "--batch-size", "32", "--out", str(tmp_path / "again"),
+                 "--standalone-from", str(out), "--standalone-seeds", "2"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "reused 3 stand-alone run(s)" in captured.err  # seed 0 reused, seed 1 trained
+    assert "stand-alone training agrees with itself (seeds 0 and 1) at Kendall tau" in captured.out
 
 
 # ---- the pipeline's optional correlate stage ------------------------------------------------
@@ -153,8 +242,12 @@ def test_pipeline_correlate_section_adds_a_stage_after_training():
     cfg = parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "steps": 50}), Path("demo.yaml"))
     stages = {s.id: s for s in build_stages(prepare(cfg))}
     assert stages["correlate"].needs == ("train",)
+    # standalone_seeds at its default stays out of the input hash: pipelines run before it existed keep theirs
     assert stages["correlate"].params["correlate"] == {"num_archs": 5, "steps": 50, "seed": 0, "recal_batches": 8,
                                                        "batch_size": 128}
+    twice = parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "steps": 50, "standalone_seeds": 2}),
+                           Path("demo.yaml"))
+    assert {s.id: s for s in build_stages(prepare(twice))}["correlate"].params["correlate"]["standalone_seeds"] == 2
     with pytest.raises(ValueError, match=r"correlate.num_archs: a rank correlation needs at least 3 archs, got 2"):
         parse_pipeline(_demo_pipeline(correlate={"num_archs": 2}), Path("demo.yaml"))
     with pytest.raises(ValueError, match=r"correlate: unknown key 'archs'"):
