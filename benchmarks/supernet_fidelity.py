@@ -38,7 +38,9 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from spos.arch import Arch  # noqa: E402
 from spos.bn import recalibrate_bn, top1_accuracy  # noqa: E402
+from spos.config import SamplerConfig  # noqa: E402
 from spos.data import DataConfig, fixed_batches, load_data, set_epoch  # noqa: E402
+from spos.samplers import make_sampler  # noqa: E402
 from spos.sampling import sample_uniform  # noqa: E402
 from spos.space import SearchSpace  # noqa: E402
 from spos.supernet import Supernet  # noqa: E402
@@ -54,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--cosine", action="store_true", help="cosine decay to 0 over --steps (else constant)")
     p.add_argument("--wd", type=float, default=3e-4, help="weight decay on conv / linear weights")
+    p.add_argument("--bn-wd", action="store_true", help="weight decay on BatchNorm parameters and biases too")
     p.add_argument("--ls", type=float, default=0.0, help="label smoothing")
     p.add_argument("--affine", action="store_true", help="BatchNorm with learned scale / shift")
     p.add_argument("--init", choices=("independent", "nested"), default="independent",
@@ -61,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster depthwise convs on CPU)")
     p.add_argument("--channels", choices=("fixed", "random"), default="fixed", help="channel choices per path")
     p.add_argument("--ops", choices=("random", "fixed"), default="random", help="op choices per path")
+    p.add_argument("--sampler", choices=("uniform", "uniform_constraint"), default="uniform",
+                   help="uniform_constraint: the paper's FLOPs bins (10, 1st..99th percentile; needs --ops random)")
+    p.add_argument("--no-augment", action="store_true", help="no random crop / flip on training images")
+    p.add_argument("--no-normalize", action="store_true", help="feed [0, 1] pixels (no per-channel mean / std)")
     p.add_argument("--eval-every", type=int, default=350)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--recal-batches", type=int, default=8, help="BN recalibration batches (of 128) per evaluated path")
@@ -73,13 +80,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class Paths:
     """Training and evaluation paths under the experiment's op / channel policy."""
 
-    def __init__(self, space: SearchSpace, ops: str, channels: str, seed: int) -> None:
+    def __init__(self, space: SearchSpace, ops: str, channels: str, seed: int, sampler: str = "uniform") -> None:
         self.space, self.ops, self.channels = space, ops, channels
         self.rng = random.Random(seed)
         self.fixed = sample_uniform(space, random.Random(123))
+        # the training stream; evaluation paths (draw(rng)) stay uniform so runs score the same archs
+        self.constraint = None
+        if sampler == "uniform_constraint":
+            if ops != "random":
+                raise SystemExit("supernet_fidelity.py: --sampler uniform_constraint needs --ops random")
+            self.constraint = make_sampler(SamplerConfig(name="uniform_constraint", metric="flops"), space, seed)
 
     def draw(self, rng: random.Random | None = None) -> Arch:
-        arch = sample_uniform(self.space, rng or self.rng) if self.ops == "random" else self.fixed
+        if rng is None and self.constraint is not None:
+            arch = self.constraint()
+        else:
+            arch = sample_uniform(self.space, rng or self.rng) if self.ops == "random" else self.fixed
         return Arch(arch.ops).validated(self.space) if self.channels == "fixed" else arch
 
 
@@ -91,14 +107,18 @@ def run(a: argparse.Namespace) -> None:
     if a.channels_last:
         net = net.to(memory_format=torch.channels_last)
     splits = load_data(DataConfig(dataset="imagefolder", root=Path(a.data).resolve(), input_size=space.input_size,
-                                  in_channels=space.in_channels), seed=a.seed)
-    paths = Paths(space, a.ops, a.channels, a.seed)
+                                  in_channels=space.in_channels, augment=not a.no_augment), seed=a.seed)
+    if a.no_normalize:  # every split reads through an ImageDataset (under a Subset for train / search-val)
+        for split in (splits.train, splits.search_val, splits.test):
+            images = getattr(split, "dataset", split)
+            images.mean, images.std = torch.zeros_like(images.mean), torch.ones_like(images.std)
+    paths = Paths(space, a.ops, a.channels, a.seed, a.sampler)
     eval_rng = random.Random(999)
     eval_archs = [paths.draw(eval_rng) for _ in range(5)]
     recal = [x for x, _ in fixed_batches(splits.train, a.recal_batches, 128, 0)]
     val = list(DataLoader(splits.search_val, batch_size=250))
-    decay = [q for q in net.parameters() if q.ndim > 1]
-    no_decay = [q for q in net.parameters() if q.ndim <= 1]
+    decay = [q for q in net.parameters() if q.ndim > 1 or a.bn_wd]
+    no_decay = [q for q in net.parameters() if q.ndim <= 1 and not a.bn_wd]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": a.wd}, {"params": no_decay, "weight_decay": 0.0}],
                           lr=a.lr, momentum=0.9)
     criterion = nn.CrossEntropyLoss(label_smoothing=a.ls)
