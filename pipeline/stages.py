@@ -371,8 +371,11 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     if "correlate" not in outputs or cfg.correlate is None:
         return {}
     data = json.loads(outputs["correlate"]["result"].read_text())
-    fact = (f"Kendall tau {data['kendall_tau']:.3f}, Spearman {data['spearman']:.3f} over {data['num_archs']} archs "
-            f"(supernet score vs stand-alone top-1 after {cfg.correlate.steps} steps")
+    def coefficient(name: str) -> str:  # null where the ranks were all tied (see Correlation.to_json)
+        return "undefined" if data.get(name) is None else f"{data[name]:.3f}"
+
+    fact = (f"Kendall tau {coefficient('kendall_tau')}, Spearman {coefficient('spearman')} over "
+            f"{data['num_archs']} archs (supernet score vs stand-alone top-1 after {cfg.correlate.steps} steps")
     if data.get("standalone_self_tau") is not None:
         fact += (f", mean of {cfg.correlate.standalone_seeds} seeds; stand-alone seed vs seed: tau "
                  f"{data['standalone_self_tau']:.3f}")

@@ -90,12 +90,14 @@ class Correlation:
     num_archs: int
     archs: tuple[ArchPoint, ...]
     standalone_self_tau: float | None = None  # tau between the first two seeds' stand-alone rankings
+    kendall_p: float | None = None  # two-sided p-value of kendall_tau
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data; a coefficient that is undefined (one side ranks every arch equal) is null,
         not NaN, which strict JSON readers refuse."""
         return {"kendall_tau": _finite_or_none(self.kendall_tau), "spearman": _finite_or_none(self.spearman),
-                "num_archs": self.num_archs, "standalone_self_tau": _finite_or_none(self.standalone_self_tau),
+                "kendall_p": _finite_or_none(self.kendall_p), "num_archs": self.num_archs,
+                "standalone_self_tau": _finite_or_none(self.standalone_self_tau),
                 "archs": [{**asdict(p), "standalone_runs": list(p.standalone_runs)} for p in self.archs]}
 
 
@@ -125,6 +127,14 @@ def rank_correlation(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
     tau, rho = kendalltau(xs, ys).statistic, spearmanr(xs, ys).statistic
     return float(tau), float(rho)
+
+
+def kendall_p_value(xs: list[float], ys: list[float]) -> float:
+    """Two-sided p-value of Kendall's tau against no association: with ten archs even a tau
+    of 0.5 is only just significant (p about 0.05), so the figure needs its p beside it."""
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(xs, ys).pvalue)
 
 
 def correlate(
@@ -168,11 +178,12 @@ def correlate(
             _journal(journal, {"arch": point.arch, "seed": seed, "standalone_top1": result.test_top1,
                                "standalone_config": keys[seed]})
     finished = tuple(_with_runs(p, [done[p.arch, seed] for seed in seeds]) for p in points)
-    tau, rho = rank_correlation([p.supernet_top1 for p in finished], [p.standalone_top1 for p in finished])
+    scores, accuracies = [p.supernet_top1 for p in finished], [p.standalone_top1 for p in finished]
+    tau, rho = rank_correlation(scores, accuracies)
     self_tau = None
     if len(seeds) > 1:
         self_tau, _ = rank_correlation([p.standalone_runs[0] for p in finished], [p.standalone_runs[1] for p in finished])
-    result = Correlation(tau, rho, len(finished), finished, self_tau)
+    result = Correlation(tau, rho, len(finished), finished, self_tau, kendall_p_value(scores, accuracies))
     write_json_atomic(out_dir / RESULT_NAME, {**result.to_json(), "settings": identity})
     return result
 

@@ -68,9 +68,19 @@ def test_an_undefined_coefficient_is_written_as_null_not_nan():
     # three archs whose stand-alone runs all reach the same accuracy: no ranking, so no tau
     points = tuple(ArchPoint(f"0:{i}", 10 + i, 0.1 * i, 0.5, (0.5,)) for i in range(3))
     tau, rho = rank_correlation([p.supernet_top1 for p in points], [p.standalone_top1 for p in points])
-    data = Correlation(tau, rho, 3, points).to_json()
+    data = Correlation(tau, rho, 3, points, kendall_p=float("nan")).to_json()
     assert data["kendall_tau"] is None and data["spearman"] is None and data["standalone_self_tau"] is None
-    assert "NaN" not in json.dumps(data)
+    assert data["kendall_p"] is None and "NaN" not in json.dumps(data)
+
+
+def test_kendall_p_value_is_scipys_two_sided_test():
+    from scipy.stats import kendalltau
+
+    from spos.correlate import kendall_p_value
+
+    xs, ys = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 1, 4, 3, 6, 5, 8, 7, 10, 9]
+    assert kendall_p_value(xs, ys) == pytest.approx(kendalltau(xs, ys).pvalue)
+    assert kendall_p_value(xs, ys) < 0.01 < kendall_p_value(xs, list(reversed(xs[:5])) + xs[5:])
 
 
 def test_correlate_scores_trains_and_writes_the_result(supernet_file, tmp_path):
@@ -270,5 +280,11 @@ def test_pipeline_correlate_stage_writes_its_figures_for_the_report(supernet_fil
     outputs = correlate_stage(prepare(cfg), ctx)
     data = json.loads(outputs["result"].read_text())
     assert data["num_archs"] == 3 and outputs["plot"].stat().st_size > 0
+    data.update(kendall_tau=0.3333, spearman=0.5)  # this untrained supernet may tie every score
+    outputs["result"].write_text(json.dumps(data))
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
-    assert fact.startswith(f"Kendall tau {data['kendall_tau']:.3f}, Spearman {data['spearman']:.3f} over 3 archs")
+    assert fact.startswith("Kendall tau 0.333, Spearman 0.500 over 3 archs")
+    data.update(kendall_tau=None, spearman=None)  # all ranks tied: the report says so instead of failing
+    outputs["result"].write_text(json.dumps(data))
+    fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
+    assert fact.startswith("Kendall tau undefined, Spearman undefined over 3 archs")

@@ -64,7 +64,8 @@ def correlate(args: argparse.Namespace) -> int:
         runs = " ".join(f"{100 * r:.1f}" for r in p.standalone_runs) if len(p.standalone_runs) > 1 else ""
         print(f"{p.arch:<48} {human_count(p.flops):>7} {100 * p.supernet_top1:>8.1f}% "
               f"{100 * p.standalone_top1:>11.1f}%  {runs}")
-    print(f"Kendall tau {result.kendall_tau:.3f}, Spearman {result.spearman:.3f} over {result.num_archs} archs")
+    print(f"Kendall tau {result.kendall_tau:.3f} (p = {result.kendall_p:.3f}), Spearman {result.spearman:.3f} "
+          f"over {result.num_archs} archs")
     if result.standalone_self_tau is not None:
         print(f"stand-alone training agrees with itself (seeds {settings.seed} and {settings.seed + 1}) at Kendall "
               f"tau {result.standalone_self_tau:.3f}: the most any supernet can be measured to reach here")
