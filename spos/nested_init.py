@@ -53,3 +53,29 @@ def nest_candidates(candidates: nn.ModuleDict) -> None:
         dst = [m.conv for m in (*block.main, *block.proj)]
         for s, d in zip(src, dst):
             _copy_nested(s, d)
+
+
+@torch.no_grad()
+def candidate_similarity(candidates: nn.ModuleDict) -> dict[str, list[float]]:
+    """How alike a block's candidates still are: for each candidate shaped like the first
+    (the ones `nest_candidates` aligns), the cosine similarity of each of its convolutions to
+    the first's, over what they share (the smaller kernel's window at the centre, the common
+    channels). 1.0 is the nested start; values that stay near 1 after training mean the
+    supernet computes nearly the same function for those ops and cannot rank them apart."""
+    blocks = {name: b for name, b in candidates.items() if isinstance(b, DynamicBlock) and len(b.main)}
+    if len(blocks) < 2:
+        return {}
+    (_, template), *others = blocks.items()
+    return {name: [_shared_cosine(s.conv.weight, d.conv.weight)
+                   for s, d in zip((*template.main, *template.proj), (*block.main, *block.proj))]
+            for name, block in others if _structure(block) == _structure(template)}
+
+
+def _shared_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    out_c, in_c, k = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1]), min(a.shape[-1], b.shape[-1])
+
+    def window(w: torch.Tensor) -> torch.Tensor:
+        start = (w.shape[-1] - k) // 2
+        return w[:out_c, :in_c, start : start + k, start : start + k].flatten()
+
+    return float(torch.nn.functional.cosine_similarity(window(a), window(b), dim=0))
