@@ -198,13 +198,14 @@ def _journal(journal: Path, record: dict[str, Any]) -> None:
 
 
 def standalone_key(config: Any) -> str:
-    """A short hash of everything a stand-alone run's result depends on: its training config
-    (space, data, recipe, seed), without the paths and bookkeeping that do not change it."""
+    """A short hash of what a stand-alone run's result depends on: the space, the data, the
+    recipe, the seed and the memory format (float rounding). A supernet's own settings (its
+    init, its path sampler) and bookkeeping (paths, checkpoint cadence) do not enter: two
+    supernets that differ only there share their stand-alone runs."""
     settings = config.to_dict()
-    for name in ("space", "checkpoint_every", "log_every", "eval"):
-        settings.pop(name)
-    settings["space_hash"] = config.load_space().hash
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    used = {name: settings[name] for name in ("data", "recipe", "seed", "channels_last")}
+    used["space_hash"] = config.load_space().hash
+    return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _reuse_runs(

@@ -175,6 +175,15 @@ def test_standalone_runs_are_reused_for_another_supernet_only_when_their_config_
     journal = [json.loads(line) for line in (tmp_path / "second" / "standalone.jsonl").read_text().splitlines()]
     assert all(r["reused_from"] == str(tmp_path / "first") for r in journal)
 
+    # a supernet trained with another init and path sampler has the same stand-alone runs
+    other_supernet = tmp_path / "other.pt"
+    data = torch.load(supernet_file, weights_only=False)
+    data["config"] = {**data["config"], "supernet": {"init": "nested", "bn_affine": False},
+                      "sampler": {"name": "uniform_constraint", "metric": "flops"}, "checkpoint_every": 7}
+    torch.save(data, other_supernet)
+    other = correlate(load_supernet(other_supernet), "nested", tmp_path / "nested", SETTINGS, reuse_from=tmp_path / "first")
+    assert [p.standalone_top1 for p in other.archs] == [p.standalone_top1 for p in first.archs]
+
     # another recipe (here: more steps) is another experiment: nothing is taken, so training is asked for
     longer = CorrelateSettings(num_archs=3, steps=5, seed=0, recal_batches=1, batch_size=32)
     with pytest.raises(AssertionError, match="trained again"):
