@@ -45,6 +45,7 @@ from spos.space import SearchSpace
 
 if TYPE_CHECKING:
     from spos.checkpoint import LoadedSupernet
+    from spos.config import TrainConfig
 
 STATE_NAME, JOURNAL_NAME, RESULT_NAME = "state.json", "standalone.jsonl", "correlation.json"
 
@@ -197,7 +198,7 @@ def _journal(journal: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def standalone_key(config: Any) -> str:
+def standalone_key(config: TrainConfig) -> str:
     """A short hash of what a stand-alone run's result depends on: the space, the data, the
     recipe, the seed and the memory format (float rounding). A supernet's own settings (its
     init, its path sampler) and bookkeeping (paths, checkpoint cadence) do not enter: two
@@ -232,7 +233,7 @@ def _reuse_runs(
         + (f"; {unverifiable} run(s) there record no training config and were not reused" if unverifiable else ""))
 
 
-def _standalone_config(loaded: LoadedSupernet, settings: CorrelateSettings, seed: int):
+def _standalone_config(loaded: LoadedSupernet, settings: CorrelateSettings, seed: int) -> TrainConfig:
     """The supernet's own data and recipe, cut to ``settings.steps`` steps (a fixed, short recipe)."""
     recipe = loaded.config.recipe
     short = replace(recipe, steps=settings.steps, epochs=None, warmup_steps=min(recipe.warmup_steps, settings.steps // 10))
