@@ -39,6 +39,7 @@ from spos.correlate import rank_correlation  # noqa: E402
 from spos.data import load_data  # noqa: E402
 from spos.evaluate import CandidateEvaluator, evaluation_batches  # noqa: E402
 from spos.nested_init import candidate_similarity  # noqa: E402
+from spos.supernet import Supernet  # noqa: E402
 
 # (label, split, recalibration seed): three draws on search-val, one on the test split
 SCORINGS = (("val-0", "search_val", 0), ("val-1", "search_val", 1), ("val-2", "search_val", 2), ("test-3", "test", 3))
@@ -77,9 +78,8 @@ def stability(path: str, archs: list[Arch], standalone: list[float], flops: list
     }
 
 
-def similarity_per_block(supernet: torch.nn.Module) -> list[dict[str, list[float]]]:
-    return [row for row in (candidate_similarity(m) for m in supernet.modules() if isinstance(m, torch.nn.ModuleDict))
-            if row]
+def similarity_per_block(supernet: Supernet) -> list[dict[str, list[float]]]:
+    return [row for row in map(candidate_similarity, supernet.choices) if row]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,14 +45,12 @@ def test_candidate_similarity_is_one_at_a_nested_start_and_not_for_independent_w
     from spos.nested_init import candidate_similarity
 
     torch.manual_seed(0)
-    blocks = [m for m in Supernet(tiny_space, init="nested").modules() if isinstance(m, torch.nn.ModuleDict)]
-    rows = [candidate_similarity(b) for b in blocks]
+    rows = [candidate_similarity(b) for b in Supernet(tiny_space, init="nested").choices]
     # choice_5 / choice_7 hold choice_3's kernels at their centre: every convolution is the same
     assert all(set(row) == {"choice_5", "choice_7"} for row in rows)
     assert all(v == pytest.approx(1.0) for row in rows for sims in row.values() for v in sims)
     torch.manual_seed(0)
-    independent = [m for m in Supernet(tiny_space).modules() if isinstance(m, torch.nn.ModuleDict)]
-    values = [v for b in independent for sims in candidate_similarity(b).values() for v in sims]
+    values = [v for b in Supernet(tiny_space).choices for sims in candidate_similarity(b).values() for v in sims]
     assert values and max(abs(v) for v in values) < 0.6
 
 
