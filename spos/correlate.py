@@ -156,6 +156,9 @@ def correlate(
     """
     out_dir = Path(out_dir)
     say = on_progress or (lambda _: None)
+    reused_journal = Path(reuse_from) / JOURNAL_NAME if reuse_from is not None else None
+    if reused_journal is not None and not reused_journal.is_file():  # checked before any work or output
+        raise FileNotFoundError(f"{reuse_from}: no {JOURNAL_NAME}; expected the folder of an earlier `spos correlate` run")
     identity = {"supernet_sha256": supernet_sha256, "space_hash": loaded.space.hash, **asdict(settings)}
     points = _start_or_resume(loaded, out_dir, identity, settings, resume, say)
     seeds = settings.standalone_seed_list
@@ -163,8 +166,8 @@ def correlate(
     keys = {seed: standalone_key(config) for seed, config in configs.items()}
     journal = out_dir / JOURNAL_NAME
     done = _finished_runs(journal, settings.seed)
-    if reuse_from is not None:
-        _reuse_runs(Path(reuse_from), journal, points, keys, done, say)
+    if reused_journal is not None:
+        _reuse_runs(reused_journal, journal, points, keys, done, say)
     from spos.retrain import retrain  # the training stack only once there is training to do
 
     for index, point in enumerate(points):
@@ -210,14 +213,12 @@ def standalone_key(config: TrainConfig) -> str:
 
 
 def _reuse_runs(
-    source: Path, journal: Path, points: list[ArchPoint], keys: dict[int, str], done: dict[tuple[str, int], float],
+    other: Path, journal: Path, points: list[ArchPoint], keys: dict[int, str], done: dict[tuple[str, int], float],
     say: Callable[[str], None],
 ) -> None:
-    """Copy into ``journal`` the finished runs of ``source`` that trained one of ``points`` with
-    the same config (same ``standalone_key``); those runs are then not trained again."""
-    other = source / JOURNAL_NAME
-    if not other.is_file():
-        raise FileNotFoundError(f"{source}: no {JOURNAL_NAME}; expected the folder of an earlier `spos correlate` run")
+    """Copy into ``journal`` the finished runs of the journal ``other`` that trained one of ``points``
+    with the same config (same ``standalone_key``); those runs are then not trained again."""
+    source = other.parent
     wanted = {p.arch for p in points}
     by_key = {key: seed for seed, key in keys.items()}
     taken = unverifiable = 0

@@ -200,6 +200,7 @@ def test_standalone_runs_are_reused_for_another_supernet_only_when_their_config_
     assert any("3 run(s) there record no training config" in line for line in lines)
     with pytest.raises(FileNotFoundError, match="no standalone.jsonl"):
         correlate(load_supernet(supernet_file), "abc", tmp_path / "fifth", SETTINGS, reuse_from=tmp_path / "nothing")
+    assert not (tmp_path / "fifth").exists()  # refused before anything was scored or written
 
 
 def test_a_run_started_before_standalone_seeds_existed_resumes(supernet_file, tmp_path):
