@@ -34,7 +34,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from spos.arch import Arch
 from spos.atomic import write_json_atomic
@@ -147,13 +147,19 @@ def correlate(
     resume: bool = False,
     on_progress: Callable[[str], None] | None = None,
     reuse_from: str | Path | None = None,
+    jobs: int = 1,
 ) -> Correlation:
     """Score ``settings.num_archs`` archs on the supernet and stand-alone; write ``correlation.json``.
 
     ``supernet_sha256`` identifies the supernet file: a resumed run must use
     the same supernet and settings. ``reuse_from``: an earlier run's folder
     whose matching stand-alone runs are taken instead of trained again.
+    ``jobs`` > 1 trains that many stand-alone runs at once, each in its own
+    process with an equal share of torch's threads; the result does not depend
+    on it (it is not part of the run's identity), only the wall time does.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs: expected a positive number of parallel stand-alone runs, got {jobs}")
     out_dir = Path(out_dir)
     say = on_progress or (lambda _: None)
     reused_journal = Path(reuse_from) / JOURNAL_NAME if reuse_from is not None else None
@@ -168,19 +174,13 @@ def correlate(
     done = _finished_runs(journal, settings.seed)
     if reused_journal is not None:
         _reuse_runs(reused_journal, journal, points, keys, done, say)
-    from spos.retrain import retrain  # the training stack only once there is training to do
-
-    for index, point in enumerate(points):
-        for seed in seeds:
-            if (point.arch, seed) in done:
-                continue
-            say(f"stand-alone {index + 1}/{len(points)}, seed {seed}: {point.arch} ({settings.steps} steps)")
-            run_dir = out_dir / "standalone" / (f"{index:03d}" if seed == settings.seed else f"{index:03d}-seed{seed}")
-            result = retrain(Arch.parse(point.arch), configs[seed], run_dir,
-                             resume=(run_dir / "checkpoint.pt").is_file())
-            done[point.arch, seed] = result.test_top1
-            _journal(journal, {"arch": point.arch, "seed": seed, "standalone_top1": result.test_top1,
-                               "standalone_config": keys[seed]})
+    pending = [StandaloneRun(index, point.arch, seed) for index, point in enumerate(points) for seed in seeds
+               if (point.arch, seed) not in done]
+    for count, (run, top1) in enumerate(_train_standalone(pending, configs, out_dir, settings, jobs, say), 1):
+        done[run.arch, run.seed] = top1
+        _journal(journal, {"arch": run.arch, "seed": run.seed, "standalone_top1": top1,
+                           "standalone_config": keys[run.seed]})
+        say(f"stand-alone {count}/{len(pending)} done: arch {run.index + 1}, seed {run.seed}, top-1 {top1:.4f}")
     finished = tuple(_with_runs(p, [done[p.arch, seed] for seed in seeds]) for p in points)
     scores, accuracies = [p.supernet_top1 for p in finished], [p.standalone_top1 for p in finished]
     tau, rho = rank_correlation(scores, accuracies)
@@ -190,6 +190,61 @@ def correlate(
     result = Correlation(tau, rho, len(finished), finished, self_tau, kendall_p_value(scores, accuracies))
     write_json_atomic(out_dir / RESULT_NAME, {**result.to_json(), "settings": identity})
     return result
+
+
+@dataclass(frozen=True)
+class StandaloneRun:
+    """One stand-alone training still to do: the ``index``-th arch, trained with ``seed``."""
+
+    index: int
+    arch: str
+    seed: int
+
+
+def _train_standalone(
+    runs: list[StandaloneRun], configs: dict[int, TrainConfig], out_dir: Path, settings: CorrelateSettings,
+    jobs: int, say: Callable[[str], None],
+) -> Iterator[tuple[StandaloneRun, float]]:
+    """Train ``runs`` and yield each with its test top-1 as it finishes: in this process one after
+    another, or with ``jobs`` > 1 in a pool of processes (finish order then varies)."""
+    run_dirs = {run: out_dir / "standalone" / (f"{run.index:03d}" if run.seed == settings.seed
+                                               else f"{run.index:03d}-seed{run.seed}") for run in runs}
+    if jobs == 1 or len(runs) < 2:
+        for run in runs:
+            say(f"stand-alone {run.index + 1}/{settings.num_archs}, seed {run.seed}: {run.arch} ({settings.steps} steps)")
+            yield run, _train_one(run.arch, configs[run.seed], run_dirs[run], show_progress=True)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    say(f"training {len(runs)} stand-alone run(s), {jobs} at a time with {threads} torch thread(s) each")
+    # spawn, not fork: the parent has already run torch (scoring), and a forked OpenMP runtime can hang
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_limit_threads, initargs=(threads,))
+    try:
+        futures = {pool.submit(_train_one, run.arch, configs[run.seed], run_dirs[run], show_progress=False): run for run in runs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:  # on an error or Ctrl-C, queued runs are dropped; finished ones are journaled, started ones checkpointed
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_one(arch: str, config: TrainConfig, run_dir: Path, *, show_progress: bool) -> float:
+    """One stand-alone run's test top-1, resuming its checkpoint if an earlier attempt left one."""
+    from spos.retrain import retrain  # the training stack only once there is training to do
+
+    result = retrain(Arch.parse(arch), config, run_dir, resume=(run_dir / "checkpoint.pt").is_file(),
+                     show_progress=show_progress)
+    return result.test_top1
 
 
 def _with_runs(point: ArchPoint, runs: list[float]) -> ArchPoint:

@@ -82,11 +82,13 @@ def retrain(
     max_steps: int | None = None,
     resume: bool = False,
     seed: int | None = None,
+    show_progress: bool = True,
 ) -> RetrainResult:
     """Train ``arch`` with ``cfg``'s data and recipe into ``out_dir`` and write ``model.pt``.
 
     ``max_steps`` stops early (``model.pt`` then holds the weights reached and
     ``finished`` is False); ``resume`` continues from ``out_dir``'s checkpoint.
+    ``show_progress`` False drops the per-step bar (runs trained side by side).
     """
     if seed is not None:
         cfg = replace(cfg, seed=seed)
@@ -118,7 +120,7 @@ def retrain(
             out_dir=out_dir, recipe=cfg.recipe, seed=cfg.seed, identity=identity, workers=cfg.data.workers,
             checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, eval_every=cfg.eval.every,
             extra={"space": space.to_dict(), "arch": str(arch)}, description=f"retrain {arch}",
-            config=cfg.to_dict(), channels_last=cfg.channels_last,
+            config=cfg.to_dict(), channels_last=cfg.channels_last, show_progress=show_progress,
         )
         loop = train_network(net, splits.train, settings, evaluate=evaluate, ctx=ctx, max_steps=max_steps,
                              resume=resume)

@@ -89,6 +89,7 @@ class LoopSettings:
     description: str = "train"
     config: Mapping[str, Any] | None = None  # written to config.yaml once out_dir's run is checked
     channels_last: bool = False  # NHWC weights and images (TrainConfig.channels_last)
+    show_progress: bool = True  # a per-step tqdm bar (off where several runs share one terminal)
 
 
 @dataclass(frozen=True)
@@ -397,7 +398,8 @@ class _Loop:
         last_eval: dict[str, Any] | None = None
         window = _Window()
         devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
-        progress = tqdm(total=stop, initial=start, desc=settings.description, unit="step", disable=not ctx.is_main,
+        progress = tqdm(total=stop, initial=start, desc=settings.description, unit="step",
+                        disable=not (ctx.is_main and settings.show_progress),
                         dynamic_ncols=True)
         self.model.train()
         step = start

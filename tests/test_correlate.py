@@ -159,6 +159,27 @@ def test_several_standalone_seeds_are_averaged_and_compared(supernet_file, tmp_p
     assert single.standalone_self_tau is None
 
 
+def test_parallel_standalone_runs_are_the_sequential_runs(supernet_file, tmp_path):
+    settings = CorrelateSettings(num_archs=3, steps=4, seed=0, recal_batches=1, batch_size=32, standalone_seeds=2)
+    sequential = correlate(load_supernet(supernet_file), "abc", tmp_path / "sequential", settings)
+    lines = []
+    parallel = correlate(load_supernet(supernet_file), "abc", tmp_path / "parallel", settings, jobs=2,
+                         on_progress=lines.append)
+    # every (arch, seed) trained once, in its own folder, with the same weights and result as one after another
+    assert parallel.to_json() == sequential.to_json()  # (NaN-safe: an undefined tau is null in both)
+    journal = [json.loads(line) for line in (tmp_path / "parallel" / "standalone.jsonl").read_text().splitlines()]
+    assert sorted((r["arch"], r["seed"]) for r in journal) == sorted((p.arch, s) for p in sequential.archs for s in (0, 1))
+    for name in ("000", "001-seed1", "002"):
+        weights = [torch.load(tmp_path / run / "standalone" / name / "model.pt", weights_only=True)["state_dict"]
+                   for run in ("sequential", "parallel")]
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any("2 at a time" in line for line in lines)
+    assert sum("done" in line for line in lines) == 6
+    with pytest.raises(ValueError, match="jobs: expected a positive number .* got 0"):
+        correlate(load_supernet(supernet_file), "abc", tmp_path / "none", settings, jobs=0)
+    assert not (tmp_path / "none").exists()
+
+
 def test_standalone_runs_are_reused_for_another_supernet_only_when_their_config_matches(
         supernet_file, tmp_path, monkeypatch):
     first = correlate(load_supernet(supernet_file), "abc", tmp_path / "first", SETTINGS)

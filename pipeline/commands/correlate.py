@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--standalone-from", metavar="DIR",
                    help="an earlier correlate run (e.g. of another supernet of the same space and recipe) whose "
                    "matching stand-alone runs are reused")
+    p.add_argument("--jobs", type=int, default=1, metavar="J",
+                   help="stand-alone runs trained at once, each in its own process with an equal share of the "
+                   "CPU threads (default 1; the same runs with the same seeds, only sooner)")
     p.add_argument("--out", default="runs/correlate", help="output folder (default runs/correlate)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -52,7 +55,7 @@ def correlate(args: argparse.Namespace) -> int:
     try:
         result = run_correlate(loaded, file_sha256(args.supernet), args.out, settings, resume=args.resume,
                                on_progress=lambda line: print(f"spos correlate: {line}", file=sys.stderr),
-                               reuse_from=args.standalone_from)
+                               reuse_from=args.standalone_from, jobs=args.jobs)
     except ExistingCorrelation as exc:
         raise ValueError(f"{exc}; pass --resume to continue it or choose another --out") from None
     plot = plot_correlation(result, f"{args.out}/{CORRELATION_PLOT}")
