@@ -133,6 +133,7 @@ class PipelineConfig:
     export: ExportStage
     source: Path
     correlate: CorrelateSettings | None = None  # optional stage; its seed is the pipeline's
+    correlate_jobs: int = 1  # the correlate stage's stand-alone runs trained at once (speed only)
     searchers: tuple[str, ...] = ("spos",)  # who searches each device's budgets; both: side by side in the report
     spnas: SpnasStage = field(default_factory=SpnasStage)
 
@@ -355,10 +356,16 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
         if d.backend == "tensorrt" and "tensorrt" not in export.formats:
             raise ValueError(f"{where}.export.formats: device {d.name!r} uses tensorrt; add 'tensorrt' to the formats")
 
-    correlate = None
+    correlate, correlate_jobs = None, 1
     if nested.get("correlate") is not None:
         where_c = f"{where}.correlate"
-        values = parse_fields(CorrelateSettings, _mapping(nested["correlate"], where_c), where_c)
+        section = dict(_mapping(nested["correlate"], where_c))
+        if "jobs" in section:  # how fast, not what: kept out of CorrelateSettings and so of the stage's input hash
+            correlate_jobs = coerce(section.pop("jobs"), int, f"{where_c}.jobs")
+            if correlate_jobs < 1:
+                raise ValueError(f"{where_c}.jobs: expected a positive number of stand-alone runs trained at once, "
+                                 f"got {correlate_jobs}")
+        values = parse_fields(CorrelateSettings, section, where_c)
         if "seed" in values:
             raise ValueError(f"{where_c}.seed: the pipeline's own seed is used; expected no seed here")
         try:
@@ -374,7 +381,7 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
         raise ValueError(f"{where}.correlate: the correlate stage ranks a SPOS supernet; expected 'spos' in searchers")
     return PipelineConfig(
         name=top["name"], seed=top.get("seed", 0), train=train, devices=devices, search=search,
-        retrain=retrain, export=export, source=source, correlate=correlate, searchers=searchers, spnas=spnas,
+        retrain=retrain, export=export, source=source, correlate=correlate, correlate_jobs=correlate_jobs, searchers=searchers, spnas=spnas,
     )
 
 

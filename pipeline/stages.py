@@ -160,7 +160,8 @@ def correlate_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
     assert settings is not None
     supernet_path = ctx.input("train", "supernet")
     result = correlate(load_supernet(supernet_path), file_sha256(supernet_path), ctx.stage_dir, settings,
-                       resume=ctx.resume, on_progress=lambda line: print(f"correlate: {line}", file=sys.stderr))
+                       resume=ctx.resume, on_progress=lambda line: print(f"correlate: {line}", file=sys.stderr),
+                       jobs=p.cfg.correlate_jobs)
     return {"result": ctx.stage_dir / "correlation.json",
             "plot": plot_correlation(result, ctx.stage_dir / CORRELATION_PLOT)}
 

@@ -289,6 +289,14 @@ def test_pipeline_correlate_section_adds_a_stage_after_training():
     twice = parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "steps": 50, "standalone_seeds": 2}),
                            Path("demo.yaml"))
     assert {s.id: s for s in build_stages(prepare(twice))}["correlate"].params["correlate"]["standalone_seeds"] == 2
+    # jobs says how fast, not what: the stage's input hash is the same with it
+    parallel = parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "steps": 50, "jobs": 2}), Path("demo.yaml"))
+    assert parallel.correlate_jobs == 2 and cfg.correlate_jobs == 1
+    assert {s.id: s for s in build_stages(prepare(parallel))}["correlate"].params == stages["correlate"].params
+    with pytest.raises(ValueError, match=r"correlate.jobs: expected a positive number .* got 0"):
+        parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "jobs": 0}), Path("demo.yaml"))
+    with pytest.raises(ValueError, match=r"correlate.jobs: expected int, got 'two'"):
+        parse_pipeline(_demo_pipeline(correlate={"num_archs": 5, "jobs": "two"}), Path("demo.yaml"))
     with pytest.raises(ValueError, match=r"correlate.num_archs: a rank correlation needs at least 3 archs, got 2"):
         parse_pipeline(_demo_pipeline(correlate={"num_archs": 2}), Path("demo.yaml"))
     with pytest.raises(ValueError, match=r"correlate: unknown key 'archs'"):
