@@ -35,6 +35,8 @@ def plot_correlation(result: Correlation, path: str | Path) -> Path:
     title = f"{result.num_archs} archs: Kendall tau {result.kendall_tau:.2f}, Spearman {result.spearman:.2f}"
     if result.standalone_self_tau is not None:
         title += f"\nstand-alone seed vs seed: tau {result.standalone_self_tau:.2f}"
+    if result.reference_noise is not None:
+        title += f"; a perfect ranker: tau {result.reference_noise.ceiling_tau:.2f}"
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

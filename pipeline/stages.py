@@ -380,6 +380,9 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     if data.get("standalone_self_tau") is not None:
         fact += (f", mean of {cfg.correlate.standalone_seeds} seeds; stand-alone seed vs seed: tau "
                  f"{data['standalone_self_tau']:.3f}")
+    if data.get("ceiling_tau") is not None:
+        fact += (f"; a ranker that knew the true accuracies would be measured at tau {data['ceiling_tau']:.3f} "
+                 f"against this reference")
     return {"rank correlation": fact + ")"}
 
 

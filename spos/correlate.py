@@ -17,7 +17,10 @@ A short stand-alone run is itself a noisy measurement. With
 ``standalone_seeds`` > 1 every arch is trained once per seed, its accuracy is
 the mean, and the tau between the first two seeds' rankings
 (``standalone_self_tau``) says how far stand-alone training agrees with
-itself: no supernet can be measured to rank better than that.
+itself. From the seeds' spread `spos.rank_noise` also estimates the
+*ceiling*: the tau a ranker that knew every arch's true accuracy would be
+measured at against the averaged reference (``ceiling_tau``). A supernet's
+tau is to be read against it.
 
 Stand-alone runs do not depend on the supernet, so a second supernet of the
 same space, data and recipe can take a finished run's results
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from spos.arch import Arch
 from spos.atomic import write_json_atomic
 from spos.cost import CostModel
+from spos.rank_noise import ReferenceNoise, reference_noise
 from spos.readers import read_json, read_jsonl
 from spos.sampling import sample_uniform
 from spos.space import SearchSpace
@@ -92,6 +96,7 @@ class Correlation:
     archs: tuple[ArchPoint, ...]
     standalone_self_tau: float | None = None  # tau between the first two seeds' stand-alone rankings
     kendall_p: float | None = None  # two-sided p-value of kendall_tau
+    reference_noise: ReferenceNoise | None = None  # with 2+ seeds: seed noise, arch spread, ceiling tau
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data; a coefficient that is undefined (one side ranks every arch equal) is null,
@@ -99,7 +104,16 @@ class Correlation:
         return {"kendall_tau": _finite_or_none(self.kendall_tau), "spearman": _finite_or_none(self.spearman),
                 "kendall_p": _finite_or_none(self.kendall_p), "num_archs": self.num_archs,
                 "standalone_self_tau": _finite_or_none(self.standalone_self_tau),
+                **_noise_json(self.reference_noise),
                 "archs": [{**asdict(p), "standalone_runs": list(p.standalone_runs)} for p in self.archs]}
+
+
+def _noise_json(noise: ReferenceNoise | None) -> dict[str, float | None]:
+    """``standalone_seed_sd`` / ``standalone_arch_sd`` (top-1 as a fraction) and ``ceiling_tau``:
+    the tau a ranker that knew the true accuracies would be measured at against this reference."""
+    if noise is None:
+        return {"standalone_seed_sd": None, "standalone_arch_sd": None, "ceiling_tau": None}
+    return {"standalone_seed_sd": noise.seed_sd, "standalone_arch_sd": noise.arch_sd, "ceiling_tau": noise.ceiling_tau}
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -184,10 +198,11 @@ def correlate(
     finished = tuple(_with_runs(p, [done[p.arch, seed] for seed in seeds]) for p in points)
     scores, accuracies = [p.supernet_top1 for p in finished], [p.standalone_top1 for p in finished]
     tau, rho = rank_correlation(scores, accuracies)
-    self_tau = None
+    self_tau = noise = None
     if len(seeds) > 1:
         self_tau, _ = rank_correlation([p.standalone_runs[0] for p in finished], [p.standalone_runs[1] for p in finished])
-    result = Correlation(tau, rho, len(finished), finished, self_tau, kendall_p_value(scores, accuracies))
+        noise = reference_noise([p.standalone_runs for p in finished])
+    result = Correlation(tau, rho, len(finished), finished, self_tau, kendall_p_value(scores, accuracies), noise)
     write_json_atomic(out_dir / RESULT_NAME, {**result.to_json(), "settings": identity})
     return result
 

@@ -15,6 +15,7 @@ from pipeline.cli import main
 from spos.checkpoint import load_supernet, save_atomic, supernet_payload
 from spos.correlate import CorrelateSettings, ExistingCorrelation, correlate, rank_correlation, stratified_by_flops
 from spos.cost import CostModel
+from spos.rank_noise import reference_noise
 from spos.space import SearchSpace
 from spos.supernet import Supernet
 from tests.conftest import tiny_space_dict
@@ -153,10 +154,16 @@ def test_several_standalone_seeds_are_averaged_and_compared(supernet_file, tmp_p
                          parse_constant=lambda name: pytest.fail(f"correlation.json holds {name}, not JSON"))
     assert written["standalone_self_tau"] == (None if math.isnan(tau) else pytest.approx(tau))
     assert [a["standalone_runs"] for a in written["archs"]] == [list(p.standalone_runs) for p in result.archs]
+    # the reference's noise and the tau a perfect ranker would be measured at against it
+    noise = reference_noise([p.standalone_runs for p in result.archs])
+    assert result.reference_noise == noise and noise.seeds == 2
+    assert (written["standalone_seed_sd"], written["standalone_arch_sd"], written["ceiling_tau"]) == (
+        noise.seed_sd, noise.arch_sd, noise.ceiling_tau)
     # the first seed's runs are the one-seed run's runs: same folders, same results
     single = correlate(load_supernet(supernet_file), "abc", tmp_path / "single", SETTINGS)
     assert [p.standalone_runs[0] for p in result.archs] == [p.standalone_top1 for p in single.archs]
-    assert single.standalone_self_tau is None
+    assert single.standalone_self_tau is None and single.reference_noise is None
+    assert json.loads((tmp_path / "single" / "correlation.json").read_text())["ceiling_tau"] is None
 
 
 def test_parallel_standalone_runs_are_the_sequential_runs(supernet_file, tmp_path):
@@ -323,6 +330,11 @@ def test_pipeline_correlate_stage_writes_its_figures_for_the_report(supernet_fil
     outputs["result"].write_text(json.dumps(data))
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
     assert fact.startswith("Kendall tau 0.333, Spearman 0.500 over 3 archs")
+    data.update(standalone_self_tau=0.2, ceiling_tau=0.61)  # as a run with two stand-alone seeds writes them
+    outputs["result"].write_text(json.dumps(data))
+    fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
+    assert "stand-alone seed vs seed: tau 0.200" in fact
+    assert "would be measured at tau 0.610 against this reference" in fact
     data.update(kendall_tau=None, spearman=None)  # all ranks tied: the report says so instead of failing
     outputs["result"].write_text(json.dumps(data))
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]

@@ -71,6 +71,11 @@ def correlate(args: argparse.Namespace) -> int:
           f"over {result.num_archs} archs")
     if result.standalone_self_tau is not None:
         print(f"stand-alone training agrees with itself (seeds {settings.seed} and {settings.seed + 1}) at Kendall "
-              f"tau {result.standalone_self_tau:.3f}: the most any supernet can be measured to reach here")
+              f"tau {result.standalone_self_tau:.3f}")
+    noise = result.reference_noise
+    if noise is not None:
+        print(f"seed noise {100 * noise.seed_sd:.2f} points (sd) against an arch spread of {100 * noise.arch_sd:.2f}: "
+              f"a ranker that knew the true accuracies would be measured at tau {noise.ceiling_tau:.2f} against "
+              f"this {noise.seeds}-seed mean (the ceiling here)")
     print(f"wrote {args.out}/correlation.json, {plot}")
     return 0
