@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the supernet's recipe cut to --steps steps (top-1 on the test split). Prints Kendall tau and Spearman "
         "rho; writes OUT/correlation.json and OUT/correlation.png. Stand-alone runs checkpoint; --resume "
         "continues a killed run. --standalone-seeds 2 trains each arch twice and reports how well the two "
-        "stand-alone rankings agree (the ceiling for any supernet's tau); --standalone-from DIR takes DIR's "
+        "stand-alone rankings agree, the seed noise, and the tau a perfect ranker would be measured at against "
+        "the averaged runs (the ceiling for any supernet's tau); --standalone-from DIR takes DIR's "
         "stand-alone runs of the same archs and training config instead of training them again.",
     )
     p.add_argument("--supernet", required=True, metavar="S.pt", help="supernet.pt of spos train")
