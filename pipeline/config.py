@@ -381,7 +381,8 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
         raise ValueError(f"{where}.correlate: the correlate stage ranks a SPOS supernet; expected 'spos' in searchers")
     return PipelineConfig(
         name=top["name"], seed=top.get("seed", 0), train=train, devices=devices, search=search,
-        retrain=retrain, export=export, source=source, correlate=correlate, correlate_jobs=correlate_jobs, searchers=searchers, spnas=spnas,
+        retrain=retrain, export=export, source=source, correlate=correlate, correlate_jobs=correlate_jobs,
+        searchers=searchers, spnas=spnas,
     )
 
 

@@ -169,8 +169,9 @@ def correlate(
     the same supernet and settings. ``reuse_from``: an earlier run's folder
     whose matching stand-alone runs are taken instead of trained again.
     ``jobs`` > 1 trains that many stand-alone runs at once, each in its own
-    process with an equal share of torch's threads; the result does not depend
-    on it (it is not part of the run's identity), only the wall time does.
+    process with an equal share of torch's threads. The runs, their seeds and
+    folders are those of ``jobs`` 1, so it is not part of the run's identity;
+    only each run's thread count differs (which can move float rounding).
     """
     if jobs < 1:
         raise ValueError(f"jobs: expected a positive number of parallel stand-alone runs, got {jobs}")
@@ -240,7 +241,8 @@ def _train_standalone(
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_limit_threads, initargs=(threads,))
     try:
-        futures = {pool.submit(_train_one, run.arch, configs[run.seed], run_dirs[run], show_progress=False): run for run in runs}
+        futures = {pool.submit(_train_one, run.arch, configs[run.seed], run_dirs[run], show_progress=False): run
+                   for run in runs}
         for future in as_completed(futures):
             yield futures[future], future.result()
     finally:  # on an error or Ctrl-C, queued runs are dropped; finished ones are journaled, started ones checkpointed

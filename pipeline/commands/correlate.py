@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "matching stand-alone runs are reused")
     p.add_argument("--jobs", type=int, default=1, metavar="J",
                    help="stand-alone runs trained at once, each in its own process with an equal share of the "
-                   "CPU threads (default 1; the same runs with the same seeds, only sooner)")
+                   "CPU threads (default 1; the same runs with the same seeds, sooner)")
     p.add_argument("--out", default="runs/correlate", help="output folder (default runs/correlate)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--json", action="store_true", help="print one JSON object")
