@@ -62,9 +62,15 @@ def expected_tau(archs: int, seeds: int, arch_sd: float, seed_sd: float, *, tria
     return float(_kendall_tau_rows(truth, measured).mean())
 
 
-def _kendall_tau_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall's tau of each row pair (continuous draws: no ties), all rows at once."""
-    sx = np.sign(x[:, :, None] - x[:, None, :])
-    sy = np.sign(y[:, :, None] - y[:, None, :])
+def _kendall_tau_rows(x: np.ndarray, y: np.ndarray, pairs_per_chunk: int = 4_000_000) -> np.ndarray:
+    """Kendall's tau of each row pair (continuous draws: no ties), rows in chunks of at most
+    ``pairs_per_chunk`` sign comparisons so that many archs do not need gigabytes."""
     n = x.shape[1]
-    return (sx * sy).sum(axis=(1, 2)) / (n * (n - 1))
+    rows = max(1, pairs_per_chunk // (n * n))
+    taus = []
+    for start in range(0, x.shape[0], rows):
+        xc, yc = x[start:start + rows], y[start:start + rows]
+        sx = np.sign(xc[:, :, None] - xc[:, None, :])
+        sy = np.sign(yc[:, :, None] - yc[:, None, :])
+        taus.append((sx * sy).sum(axis=(1, 2)) / (n * (n - 1)))
+    return np.concatenate(taus)

@@ -38,6 +38,7 @@ def test_the_vectorised_tau_is_scipys():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(5, 10)), rng.normal(size=(5, 10))
     assert _kendall_tau_rows(x, y) == pytest.approx([kendalltau(a, b).statistic for a, b in zip(x, y)])
+    assert _kendall_tau_rows(x, y, pairs_per_chunk=200) == pytest.approx(_kendall_tau_rows(x, y))  # 2 rows a chunk
 
 
 @pytest.mark.parametrize("runs", [[[0.5], [0.6], [0.7]], [[0.5, 0.6], [0.6, 0.7]], [0.5, 0.6, 0.7]])
