@@ -143,6 +143,13 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class _CorrelateSection(CorrelateSettings):
+    """The pipeline's correlate section: the settings, plus how many stand-alone runs train at once."""
+
+    jobs: int = 1
+
+
+@dataclass(frozen=True)
 class _Top:
     """Types of the pipeline file's top-level scalar keys, for `parse_fields`."""
 
@@ -359,13 +366,12 @@ def parse_pipeline(data: Any, source: Path) -> PipelineConfig:
     correlate, correlate_jobs = None, 1
     if nested.get("correlate") is not None:
         where_c = f"{where}.correlate"
-        section = dict(_mapping(nested["correlate"], where_c))
-        if "jobs" in section:  # how fast, not what: kept out of CorrelateSettings and so of the stage's input hash
-            correlate_jobs = coerce(section.pop("jobs"), int, f"{where_c}.jobs")
-            if correlate_jobs < 1:
-                raise ValueError(f"{where_c}.jobs: expected a positive number of stand-alone runs trained at once, "
-                                 f"got {correlate_jobs}")
-        values = parse_fields(CorrelateSettings, section, where_c)
+        values = parse_fields(_CorrelateSection, _mapping(nested["correlate"], where_c), where_c)
+        # jobs says how fast, not what: kept out of CorrelateSettings and so out of the stage's input hash
+        correlate_jobs = values.pop("jobs", 1)
+        if correlate_jobs < 1:
+            raise ValueError(f"{where_c}.jobs: expected a positive number of stand-alone runs trained at once, "
+                             f"got {correlate_jobs}")
         if "seed" in values:
             raise ValueError(f"{where_c}.seed: the pipeline's own seed is used; expected no seed here")
         try:
