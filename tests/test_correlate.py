@@ -262,6 +262,10 @@ def test_cli_json_contract(supernet_file, tmp_path, capsys):
     assert main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--standalone-seeds", "0",
                  "--out", str(tmp_path / "y")]) == 2
     assert "standalone_seeds: expected a positive integer, got 0" in capsys.readouterr().err
+    assert main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--jobs", "0",
+                 "--out", str(tmp_path / "z")]) == 2
+    assert "jobs: expected a positive number of parallel stand-alone runs, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
 
     code = main(["correlate", "--supernet", str(supernet_file), "--num-archs", "3", "--steps", "4",
                  "--recal-batches", "1", "--batch-size", "32", "--out", str(tmp_path / "again"),
