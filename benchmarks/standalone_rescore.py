@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from spos.atomic import write_json_atomic  # noqa: E402
 from spos.config import TrainConfig  # noqa: E402
 from spos.correlate import rank_correlation  # noqa: E402
 from spos.data import load_data  # noqa: E402
@@ -104,8 +105,7 @@ def main() -> None:
         print(f"{name:<11} {f['images']:>6} {100 * f['seed_sd']:>7.2f}p {100 * f['arch_sd']:>7.2f}p "
               f"{f['ceiling_tau']:>12.2f} {f['self_tau_seeds_0_1']:>12.2f} {f['supernet_tau']:>13.2f}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"correlation": args.correlation, "runs": args.runs,
-                                              "splits": figures}, indent=1) + "\n")
+        write_json_atomic(args.out, {"correlation": args.correlation, "runs": args.runs, "splits": figures})
         print(f"wrote {args.out}")
 
 
