@@ -81,6 +81,8 @@ def main() -> None:
         rows = {name: [] for name in per_split}
         for pattern in args.runs:
             path = Path(pattern.format(i=i)) / "model.pt"
+            if not path.is_file():
+                sys.exit(f"{path}: not found; expected the model.pt of a finished stand-alone run of arch {i}")
             model_arch = str(load_model(path).arch)
             if model_arch != arch:
                 sys.exit(f"{path}: arch {model_arch}, expected arch {i} of the correlate run, {arch}")
