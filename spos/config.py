@@ -139,7 +139,8 @@ class EvalConfig:
 class SupernetConfig:
     """How the supernet is built. ``bn_affine: false`` is the authors' choice (paths share
     normalization only). ``init: nested`` starts the candidates of a block from the same
-    function (`spos.nested_init`); ``independent`` draws each at random."""
+    function (`spos.nested_init`); ``centre`` from the same kernel centre with their own
+    random rings; ``independent`` draws each at random."""
 
     bn_affine: bool = False
     init: str = "independent"

@@ -9,6 +9,11 @@ holds the smaller one at its centre with zeros around it (the same convolution),
 wider layer shares the template's channels and keeps its own random weights for the
 extra ones (zeros there would leave dead channels). Each candidate still has its own
 weights and trains only when sampled, as SPOS requires; they merely start aligned.
+
+``centre`` is the same but for the ring: a larger kernel keeps its own random weights
+around the shared centre instead of zeros. Nested candidates stay nearly one function after
+training (README, "Rank correlation"), so the supernet cannot rank kernel sizes apart; these
+start related (the same centre, the same pointwise layers) but already different.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from torch import nn
 
 from spos.dynamic import DynamicBlock
 
-INITS = ("independent", "nested")  # how a supernet's candidates start (`Supernet(init=...)`)
+INITS = ("independent", "nested", "centre")  # how a supernet's candidates start (`Supernet(init=...)`)
+ALIGNED_INITS = ("nested", "centre")  # the inits `nest_candidates` applies
 
 
 def _structure(block: DynamicBlock) -> tuple:
@@ -28,20 +34,24 @@ def _structure(block: DynamicBlock) -> tuple:
 
 
 @torch.no_grad()
-def _copy_nested(src: nn.Conv2d, dst: nn.Conv2d) -> None:
+def _copy_nested(src: nn.Conv2d, dst: nn.Conv2d, zero_ring: bool) -> None:
     out_c, in_c = min(src.weight.shape[0], dst.weight.shape[0]), min(src.weight.shape[1], dst.weight.shape[1])
     ks, kd = src.weight.shape[-1], dst.weight.shape[-1]
     if kd >= ks:
         pad = (kd - ks) // 2
-        dst.weight[:out_c, :in_c].zero_()
+        if zero_ring:
+            dst.weight[:out_c, :in_c].zero_()
         dst.weight[:out_c, :in_c, pad : pad + ks, pad : pad + ks] = src.weight[:out_c, :in_c]
     else:  # a smaller kernel takes the template's centre
         crop = (ks - kd) // 2
         dst.weight[:out_c, :in_c] = src.weight[:out_c, :in_c, crop : crop + kd, crop : crop + kd]
 
 
-def nest_candidates(candidates: nn.ModuleDict) -> None:
-    """Initialize every candidate of one choice block shaped like the first from the first's weights."""
+def nest_candidates(candidates: nn.ModuleDict, init: str = "nested") -> None:
+    """Initialize every candidate of one choice block shaped like the first from the first's
+    weights; ``init="centre"`` keeps a larger kernel's own random ring around the copy."""
+    if init not in ALIGNED_INITS:
+        raise ValueError(f"nest_candidates: unknown init {init!r}; expected one of: {', '.join(ALIGNED_INITS)}")
     blocks = [b for b in candidates.values() if isinstance(b, DynamicBlock) and len(b.main)]
     if not blocks:
         return
@@ -52,7 +62,7 @@ def nest_candidates(candidates: nn.ModuleDict) -> None:
         src = [m.conv for m in (*template.main, *template.proj)]
         dst = [m.conv for m in (*block.main, *block.proj)]
         for s, d in zip(src, dst):
-            _copy_nested(s, d)
+            _copy_nested(s, d, zero_ring=init == "nested")
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from torch import nn
 from spos.arch import Arch
 from spos.blocks import Block
 from spos.dynamic import DynamicBlock
-from spos.nested_init import INITS, nest_candidates
+from spos.nested_init import ALIGNED_INITS, INITS, nest_candidates
 from spos.network import StaticNet, build_head, build_stem
 from spos.ops import BlockLayout, get_op
 from spos.quant import PACT, DynamicPACT
@@ -27,7 +27,8 @@ class Supernet(nn.Module):
     def __init__(self, space: SearchSpace, bn_affine: bool = False, init: str = "independent") -> None:
         """``bn_affine=False`` follows the authors' code: no BN scale/shift is
         shared between paths, only normalization. ``init="nested"`` starts the
-        candidates of a block from the same function (`spos.nested_init`)."""
+        candidates of a block from the same function, ``init="centre"`` from the same
+        kernel centre with different rings (`spos.nested_init`)."""
         if init not in INITS:
             raise ValueError(f"supernet init: unknown {init!r}; expected one of: {', '.join(INITS)}")
         super().__init__()
@@ -50,8 +51,8 @@ class Supernet(nn.Module):
                     widest = block_signature(space, block, name, space.max_channel).layout
                     candidates[group] = DynamicBlock(widest, bn_affine, self._act_bits(block.candidates, group))
                 layouts[o] = {c: block_signature(space, block, name, c).layout for c in space.channel_choices}
-            if init == "nested":
-                nest_candidates(candidates)
+            if init in ALIGNED_INITS:
+                nest_candidates(candidates, init)
             self.choices.append(candidates)
             self._layouts.append(layouts)
         self.head = build_head(space, bn_affine)

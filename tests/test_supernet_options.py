@@ -54,8 +54,34 @@ def test_candidate_similarity_is_one_at_a_nested_start_and_not_for_independent_w
     assert values and max(abs(v) for v in values) < 0.6
 
 
+def test_centre_init_shares_the_kernel_centre_and_keeps_each_candidates_random_ring(tiny_space):
+    x = torch.randn(4, 3, tiny_space.input_size, tiny_space.input_size)
+    torch.manual_seed(0)
+    independent = Supernet(tiny_space).eval()
+    torch.manual_seed(0)
+    centre = Supernet(tiny_space, init="centre").eval()
+    for blocks, drawn in zip(centre.choices, independent.choices):
+        template = [m.conv.weight for m in blocks["choice_3"].main]
+        for name in ("choice_5", "choice_7"):
+            for i, (mine, own) in enumerate(zip((m.conv.weight for m in blocks[name].main),
+                                                (m.conv.weight for m in drawn[name].main))):
+                k, pad = template[i].shape[-1], (mine.shape[-1] - template[i].shape[-1]) // 2
+                centre_window = (..., slice(pad, pad + k), slice(pad, pad + k))
+                torch.testing.assert_close(mine[centre_window], template[i], rtol=0, atol=0)
+                ring = torch.ones_like(mine, dtype=torch.bool)
+                ring[centre_window] = False
+                # the ring is the candidate's own random draw (the same seed's independent
+                # supernet), not zeros as with init "nested"
+                if ring.any():
+                    torch.testing.assert_close(mine[ring], own[ring], rtol=0, atol=0)
+                    assert mine[ring].abs().min() > 0
+    same_centre = {op: centre(x, _uniform_arch(tiny_space, op)) for op in (0, 1, 2)}
+    assert not torch.allclose(same_centre[1], same_centre[0], atol=1e-4)
+    assert not torch.allclose(same_centre[2], same_centre[1], atol=1e-4)
+
+
 def test_unknown_init_is_refused(tiny_space):
-    with pytest.raises(ValueError, match="unknown 'shared'; expected one of: independent, nested"):
+    with pytest.raises(ValueError, match="unknown 'shared'; expected one of: independent, nested, centre"):
         Supernet(tiny_space, init="shared")
 
 
