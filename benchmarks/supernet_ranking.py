@@ -11,7 +11,7 @@ For the archs of a finished `spos correlate` run and one or more supernets of th
    and with FLOPs (what the supernet tracks).
 3. **Candidate similarity.** For every choice block, the cosine similarity of each
    candidate's convolution weights to the first candidate's, over the part they share (the
-   kernel centre, the common channels). Candidates that start from one function
+   kernel centre, the common channels), and over the whole larger kernel (the function). Candidates that start from one function
    (``supernet: {init: nested}``) and stay near 1 compute nearly the same thing, so the
    supernet cannot tell those ops apart even where stand-alone training does.
 
@@ -75,11 +75,12 @@ def stability(path: str, archs: list[Arch], standalone: list[float], flops: list
         "tau_vs_standalone": {label: tau(s, standalone) for label, s in scores.items()},
         "tau_vs_flops": {label: tau(s, flops) for label, s in scores.items()},
         "similarity": similarity_per_block(loaded.supernet),
+        "similarity_whole": similarity_per_block(loaded.supernet, whole=True),
     }
 
 
-def similarity_per_block(supernet: Supernet) -> list[dict[str, list[float]]]:
-    return [row for row in map(candidate_similarity, supernet.choices) if row]
+def similarity_per_block(supernet: Supernet, whole: bool = False) -> list[dict[str, list[float]]]:
+    return [row for row in (candidate_similarity(b, whole) for b in supernet.choices) if row]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,10 +100,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{fmt(r['tau_vs_standalone'])} | {fmt(r['tau_vs_flops'])} |")
     print(f"\n(scorings: {', '.join(label for label, _, _ in SCORINGS)}; {len(archs)} archs of {a.correlation})")
     for path, r in results.items():
-        print(f"\nCandidate similarity to the first candidate, per block and convolution (`{path}`):")
-        for index, row in enumerate(r["similarity"]):
-            cells = "; ".join(f"{name} " + " ".join(f"{v:.2f}" for v in sims) for name, sims in row.items())
-            print(f"  block {index}: {cells or 'no candidate of the same structure'}")
+        for key, over in (("similarity", "the shared kernel centre"), ("similarity_whole", "the whole kernel")):
+            print(f"\nCandidate similarity to the first candidate over {over}, per block and convolution (`{path}`):")
+            for index, row in enumerate(r[key]):
+                cells = "; ".join(f"{name} " + " ".join(f"{v:.2f}" for v in sims) for name, sims in row.items())
+                print(f"  block {index}: {cells or 'no candidate of the same structure'}")
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=1))
 

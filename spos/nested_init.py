@@ -66,26 +66,35 @@ def nest_candidates(candidates: nn.ModuleDict, init: str = "nested") -> None:
 
 
 @torch.no_grad()
-def candidate_similarity(candidates: nn.ModuleDict) -> dict[str, list[float]]:
+def candidate_similarity(candidates: nn.ModuleDict, whole: bool = False) -> dict[str, list[float]]:
     """How alike a block's candidates still are: for each candidate shaped like the first
     (the ones `nest_candidates` aligns), the cosine similarity of each of its convolutions to
-    the first's, over what they share (the smaller kernel's window at the centre, the common
-    channels). 1.0 is the nested start; values that stay near 1 after training mean the
-    supernet computes nearly the same function for those ops and cannot rank them apart."""
+    the first's, over the common channels. By default over the smaller kernel's window at the
+    centre (what the two share): 1.0 at a nested or centre start. ``whole=True`` compares the
+    whole larger kernel with the smaller one zero-padded to its size, i.e. how alike the two
+    convolutions are as functions: 1.0 at a nested start, less at a centre start, whose rings
+    differ. Values that stay near 1 after training mean the supernet computes nearly the same
+    function for those ops and cannot rank them apart."""
     blocks = {name: b for name, b in candidates.items() if isinstance(b, DynamicBlock) and len(b.main)}
     if len(blocks) < 2:
         return {}
     (_, template), *others = blocks.items()
-    return {name: [_shared_cosine(s.conv.weight, d.conv.weight)
+    return {name: [_cosine(s.conv.weight, d.conv.weight, whole)
                    for s, d in zip((*template.main, *template.proj), (*block.main, *block.proj))]
             for name, block in others if _structure(block) == _structure(template)}
 
 
-def _shared_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    out_c, in_c, k = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1]), min(a.shape[-1], b.shape[-1])
+def _cosine(a: torch.Tensor, b: torch.Tensor, whole: bool) -> float:
+    out_c, in_c = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    small, large = sorted((a.shape[-1], b.shape[-1]))
+    size = large if whole else small
 
     def window(w: torch.Tensor) -> torch.Tensor:
-        start = (w.shape[-1] - k) // 2
-        return w[:out_c, :in_c, start : start + k, start : start + k].flatten()
+        w = w[:out_c, :in_c]
+        start = (w.shape[-1] - size) // 2
+        if start < 0:  # the smaller kernel, zero-padded to the larger one's size
+            w = torch.nn.functional.pad(w, (-start,) * 4)
+            start = 0
+        return w[..., start : start + size, start : start + size].flatten()
 
     return float(torch.nn.functional.cosine_similarity(window(a), window(b), dim=0))

@@ -54,6 +54,20 @@ def test_candidate_similarity_is_one_at_a_nested_start_and_not_for_independent_w
     assert values and max(abs(v) for v in values) < 0.6
 
 
+def test_whole_kernel_similarity_tells_a_centre_start_from_a_nested_one(tiny_space):
+    from spos.nested_init import candidate_similarity
+
+    for init, depthwise_whole in (("nested", lambda v: v == pytest.approx(1.0)), ("centre", lambda v: 0.3 < v < 0.95)):
+        torch.manual_seed(0)
+        for block in Supernet(tiny_space, init=init).choices:
+            assert all(v == pytest.approx(1.0) for sims in candidate_similarity(block).values() for v in sims)
+            for sims in candidate_similarity(block, whole=True).values():
+                # choice_3/5/7's main branch: 1x1, k x k depthwise, 1x1 (then a stride-2 block's projection)
+                pointwise_in, depthwise, pointwise_out = sims[:3]
+                assert pointwise_in == pytest.approx(1.0) and pointwise_out == pytest.approx(1.0)
+                assert depthwise_whole(depthwise), (init, sims)
+
+
 def test_centre_init_shares_the_kernel_centre_and_keeps_each_candidates_random_ring(tiny_space):
     x = torch.randn(4, 3, tiny_space.input_size, tiny_space.input_size)
     torch.manual_seed(0)
