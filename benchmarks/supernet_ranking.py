@@ -11,9 +11,10 @@ For the archs of a finished `spos correlate` run and one or more supernets of th
    and with FLOPs (what the supernet tracks).
 3. **Candidate similarity.** For every choice block, the cosine similarity of each
    candidate's convolution weights to the first candidate's, over the part they share (the
-   kernel centre, the common channels), and over the whole larger kernel (the function). Candidates that start from one function
-   (``supernet: {init: nested}``) and stay near 1 compute nearly the same thing, so the
-   supernet cannot tell those ops apart even where stand-alone training does.
+   kernel centre, the common channels), and over the whole larger kernel (the function).
+   Candidates that start from one function (``supernet: {init: nested}``) and stay near 1
+   compute nearly the same thing, so the supernet cannot tell those ops apart even where
+   stand-alone training does.
 
     python benchmarks/supernet_ranking.py --correlation runs/correlate/correlation.json \\
         runs/c10s/supernet.pt runs/c10s-independent/supernet.pt

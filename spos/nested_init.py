@@ -11,9 +11,10 @@ extra ones (zeros there would leave dead channels). Each candidate still has its
 weights and trains only when sampled, as SPOS requires; they merely start aligned.
 
 ``centre`` is the same but for the ring: a larger kernel keeps its own random weights
-around the shared centre instead of zeros. Nested candidates stay nearly one function after
-training (README, "Rank correlation"), so the supernet cannot rank kernel sizes apart; these
-start related (the same centre, the same pointwise layers) but already different.
+around the shared centre instead of zeros, so the candidates start related (the same centre,
+the same pointwise layers) but already different. Nested candidates stay nearly one function
+after training and the supernet ranks archs no better than FLOPs; centre candidates stay
+apart and rank like independent ones, learning between the two (README, "Rank correlation").
 """
 
 from __future__ import annotations
