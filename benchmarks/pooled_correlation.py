@@ -27,8 +27,12 @@ def load_points(paths: list[str]) -> dict[str, dict]:
     """Arch string -> its point (supernet score, first stand-alone run, FLOPs), over all files."""
     points: dict[str, dict] = {}
     for path in paths:
-        data = json.loads(Path(path).read_text())
-        if "archs" not in data:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"pooled_correlation: {path}: cannot read it ({error}); expected a spos correlate "
+                             "correlation.json") from None
+        if not isinstance(data, dict) or "archs" not in data:
             raise SystemExit(f"pooled_correlation: {path} is not a spos correlate result (no 'archs')")
         for p in data["archs"]:
             runs = p.get("standalone_runs") or [p["standalone_top1"]]
