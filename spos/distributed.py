@@ -35,20 +35,27 @@ class DistContext:
         return self.world_size > 1
 
 
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+def pick_device(preference: str, local_rank: int = 0, local_processes: int = 1) -> torch.device:
+    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error. On CUDA each of
+    the node's ``local_processes`` needs a GPU of its own (NCCL refuses two ranks on one device)."""
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ValueError("device: 'cuda' requested but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
+    gpus = torch.cuda.device_count()
+    if local_processes > gpus:
+        raise ValueError(f"torchrun started {local_processes} processes on this node, which has {gpus} CUDA GPU(s); "
+                         f"expected one GPU per process: pass --nproc_per_node {gpus}, or set device: cpu to train "
+                         "on CPU with gloo")
+    return torch.device("cuda", local_rank)
 
 
 def init_distributed(device_preference: str = "auto", timeout_s: float = 1800) -> DistContext:
     """Join the process group torchrun set up (if any) and pick this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_preference, local_rank)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world_size > 1 else 1
+    device = pick_device(device_preference, local_rank, local_processes)
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -302,6 +302,20 @@ def test_device_resolution(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert pick_device("auto") == pick_device("cuda") == torch.device("cuda", 0)
     assert pick_device("cpu") == torch.device("cpu")
+    # torchrun with more processes than GPUs: one clear error, not NCCL's "Duplicate GPU detected"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("auto", local_rank=1, local_processes=2) == torch.device("cuda", 1)
+    for preference in ("auto", "cuda"):
+        with pytest.raises(ValueError, match=r"torchrun started 3 processes on this node, which has 2 CUDA GPU\(s\); "
+                                             r"expected one GPU per process: pass --nproc_per_node 2, or set device: cpu"):
+            pick_device(preference, local_rank=2, local_processes=3)
+    assert pick_device("cpu", local_rank=2, local_processes=3) == torch.device("cpu")
+    from spos.distributed import init_distributed  # reads the node's process count from torchrun's environment
+
+    for name, value in {"WORLD_SIZE": "3", "RANK": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "3"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match="torchrun started 3 processes on this node"):
+        init_distributed("auto")
     with pytest.raises(ValueError, match=r"evaluation device 'gpu': expected one of auto, cpu, cuda"):
         EvaluationSettings(device="gpu")
 
