@@ -78,7 +78,8 @@ class Supernet(nn.Module):
 
     @torch.no_grad()
     def subnet(self, arch: Arch, *, bn_affine: bool = True) -> StaticNet:
-        """A plain network for ``arch`` with this supernet's weights copied and sliced.
+        """A plain network for ``arch`` with this supernet's weights copied and sliced, on the
+        supernet's device.
 
         ``bn_affine=False`` keeps a non-affine supernet's BatchNorms non-affine
         (the same function and the same trainable parameters as the path).
@@ -86,7 +87,7 @@ class Supernet(nn.Module):
         arch = arch.validated(self.space)
         if self.bn_affine and not bn_affine:
             raise ValueError("subnet(bn_affine=False): this supernet's BatchNorms are affine; expected bn_affine=True")
-        net = StaticNet(self.space, arch, bn_affine=bn_affine)
+        net = StaticNet(self.space, arch, bn_affine=bn_affine).to(next(self.parameters()).device)
         copy_sliced(self.stem, net.stem)
         copy_sliced(self.fixed, net.fixed)
         copy_sliced(self.head, net.head)

@@ -92,6 +92,13 @@ def test_subnet_is_plain_static_module(tiny_space):
     assert sum(p.numel() for p in net.parameters()) == cost.params
 
 
+def test_subnet_is_built_on_the_supernets_device(tiny_space):
+    """A CUDA supernet's subnet is a CUDA network (the meta device stands in for a GPU here)."""
+    supernet = Supernet(tiny_space).to("meta")
+    net = supernet.subnet(sample_uniform(tiny_space, random.Random(0)))
+    assert {t.device.type for t in [*net.parameters(), *net.buffers()]} == {"meta"}
+
+
 def test_backward_touches_only_the_sampled_path(tiny_space):
     supernet = Supernet(tiny_space, bn_affine=True)
     arch = sample_uniform(tiny_space, random.Random(3))
