@@ -28,7 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def supernet_file(tmp_path) -> Path:
-    """An untrained tiny-space supernet in `spos train`'s format, on digits."""
+    """An untrained tiny-space supernet in `spos train`'s format, on digits, trained on CPU
+    (the tests compare stand-alone weights bit for bit, which CUDA runs do not repeat)."""
     from spos.config import load_train_config
 
     root = tmp_path / "supernet"
@@ -36,7 +37,7 @@ def supernet_file(tmp_path) -> Path:
     (root / "tiny.yaml").write_text(yaml.safe_dump(tiny_space_dict()))
     (root / "train.yaml").write_text(yaml.safe_dump({
         "space": "tiny.yaml", "data": {"dataset": "digits", "search_val_per_class": 10},
-        "recipe": {"steps": 1, "batch_size": 32}, "checkpoint_every": 2, "log_every": 1,
+        "recipe": {"steps": 1, "batch_size": 32}, "checkpoint_every": 2, "log_every": 1, "device": "cpu",
     }))
     torch.manual_seed(0)
     supernet = Supernet(SearchSpace.from_dict(tiny_space_dict(), "tiny"))

@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 from tests.test_train import tiny_config
 
 def test_two_gloo_processes_train_identical_weights(tmp_path):
-    config = tiny_config(tmp_path / "cfg", steps=6)
+    config = tiny_config(tmp_path / "cfg", steps=6, device="cpu")
     script = tmp_path / "worker.py"
     script.write_text(
         "import os, sys, torch\n"
