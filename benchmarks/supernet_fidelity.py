@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-normalize", action="store_true", help="feed [0, 1] pixels (no per-channel mean / std)")
     p.add_argument("--eval-every", type=int, default=350)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train: auto = CUDA when available (the paper-size space needs a GPU)")
     p.add_argument("--recal-batches", type=int, default=8, help="BN recalibration batches (of 128) per evaluated path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON-lines log")
@@ -101,9 +103,10 @@ class Paths:
 
 def run(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     space = SearchSpace.from_yaml(a.space)
     torch.manual_seed(a.seed)
-    net = Supernet(space, bn_affine=a.affine, init=a.init)
+    net = Supernet(space, bn_affine=a.affine, init=a.init).to(device)
     if a.channels_last:
         net = net.to(memory_format=torch.channels_last)
     splits = load_data(DataConfig(dataset="imagefolder", root=Path(a.data).resolve(), input_size=space.input_size,
@@ -115,8 +118,8 @@ def run(a: argparse.Namespace) -> None:
     paths = Paths(space, a.ops, a.channels, a.seed, a.sampler)
     eval_rng = random.Random(999)
     eval_archs = [paths.draw(eval_rng) for _ in range(5)]
-    recal = [x for x, _ in fixed_batches(splits.train, a.recal_batches, 128, 0)]
-    val = list(DataLoader(splits.search_val, batch_size=250))
+    recal = [x.to(device) for x, _ in fixed_batches(splits.train, a.recal_batches, 128, 0)]
+    val = [(x.to(device), y.to(device)) for x, y in DataLoader(splits.search_val, batch_size=250)]
     decay = [q for q in net.parameters() if q.ndim > 1 or a.bn_wd]
     no_decay = [q for q in net.parameters() if q.ndim <= 1 and not a.bn_wd]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": a.wd}, {"params": no_decay, "weight_decay": 0.0}],
@@ -124,7 +127,7 @@ def run(a: argparse.Namespace) -> None:
     criterion = nn.CrossEntropyLoss(label_smoothing=a.ls)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     log = open(a.out, "w")
-    print(json.dumps({"settings": vars(a)}), file=log, flush=True)
+    print(json.dumps({"settings": vars(a), "device": str(device)}), file=log, flush=True)
     step, epoch, started = 0, 0, time.time()
     window = [0.0, 0.0, 0]
     while step < a.steps:
@@ -137,6 +140,7 @@ def run(a: argparse.Namespace) -> None:
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.zero_grad(set_to_none=True)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if a.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = net(x, paths.draw())
@@ -154,7 +158,7 @@ def run(a: argparse.Namespace) -> None:
                 if step % a.eval_every == 0 or step == a.steps:
                     scores = []
                     for arch in eval_archs:
-                        sub = net.subnet(arch)
+                        sub = net.subnet(arch).to(device)  # a new static network: built on the CPU
                         recalibrate_bn(sub, recal)
                         scores.append(top1_accuracy(sub, val))
                     net.train()
@@ -174,7 +178,7 @@ def table(logs: list[str]) -> None:
         lines = [json.loads(line) for line in Path(name).read_text().splitlines() if line.strip()]
         settings = lines[0].get("settings", {})
         change = ", ".join(f"{k}={v}" for k, v in settings.items()
-                           if k not in ("out", "table", "threads", "data", "channels_last") and v != defaults.get(k)) or "reference"
+                           if k not in ("out", "table", "threads", "data", "channels_last", "device") and v != defaults.get(k)) or "reference"
         for r in lines[1:]:
             if "mean_paths_top1" in r:
                 paths = r["paths_top1"]
