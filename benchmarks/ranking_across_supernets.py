@@ -1,0 +1,147 @@
+"""Which supernet score ranks archs most like stand-alone training: top-1 or cross-entropy?
+
+The search scores a candidate by its search-val top-1 after BN recalibration (the paper's
+choice). On 2,000 images a top-1 moves in steps of 0.05 points and carries about a point
+of sampling noise, as much as the spread between the archs being ranked; the mean
+cross-entropy of the same forward passes is a continuous score. This benchmark scores the
+archs of an earlier `spos correlate` run on each given supernet both ways, with the very
+batches `spos correlate` uses, and reports each score's Kendall tau against the mean of the
+stand-alone runs in that run's journal (every seed it holds):
+
+    python benchmarks/score_metric.py --reference runs/n20/standalone.jsonl --num-archs 20 \\
+        --supernet nested-s0=runs/c10s/supernet.pt --supernet independent-s0=runs/c10s-ind/supernet.pt \\
+        --out benchmarks/results/cifar10-small/score-metric-20archs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from spos.bn import recalibrate_bn  # noqa: E402
+from spos.checkpoint import load_supernet  # noqa: E402
+from spos.correlate import rank_correlation, stratified_by_flops  # noqa: E402
+from spos.cost import CostModel  # noqa: E402
+from spos.data import load_data  # noqa: E402
+from spos.evaluate import evaluation_batches  # noqa: E402
+from spos.rank_noise import reference_noise  # noqa: E402
+from spos.readers import read_jsonl  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--supernet", action="append", required=True, metavar="NAME=S.pt",
+                   help="a supernet to score, with its label (repeat for several)")
+    p.add_argument("--reference", required=True, type=Path, metavar="JOURNAL",
+                   help="standalone.jsonl of a `spos correlate` run over the same archs")
+    p.add_argument("--num-archs", type=int, required=True, help="that run's --num-archs")
+    p.add_argument("--seed", type=int, default=0, help="that run's --seed (arch draw and recalibration batches)")
+    p.add_argument("--recal-batches", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", type=Path, help="write the figures as JSON")
+    return p.parse_args(argv)
+
+
+def reference_runs(journal: Path) -> dict[str, dict[int, float]]:
+    """``arch -> seed -> stand-alone top-1`` of the journal's runs."""
+    runs: dict[str, dict[int, float]] = {}
+    for record in read_jsonl(journal, "stand-alone journal"):
+        runs.setdefault(record["arch"], {})[int(record.get("seed", 0))] = float(record["standalone_top1"])
+    return runs
+
+
+def reference_summary(runs: dict[str, dict[int, float]], archs: list[str]) -> dict:
+    """How the stand-alone seeds agree with each other, and the ceiling their mean allows."""
+    seeds = sorted(set.intersection(*(set(runs[a]) for a in archs)))
+    agreement = {f"{s}-{t}": rank_correlation([runs[a][s] for a in archs], [runs[a][t] for a in archs])[0]
+                 for s, t in itertools.combinations(seeds, 2)}
+    noise = reference_noise([[runs[a][s] for s in seeds] for a in archs]) if len(seeds) > 1 else None
+    return {"seeds": seeds, "seed_agreement_tau": agreement,
+            "seed_sd": noise and noise.seed_sd, "arch_sd": noise and noise.arch_sd,
+            "ceiling_tau": noise and noise.ceiling_tau}
+
+
+@torch.no_grad()
+def top1_and_loss(net: torch.nn.Module, batches) -> tuple[float, float]:
+    recalibrate_bn(net, batches.recalibration)
+    correct = total = 0
+    loss = 0.0
+    for images, labels in batches.validation:
+        logits = net(images)
+        correct += (logits.argmax(1) == labels).sum().item()
+        loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        total += labels.numel()
+    return correct / total, loss / total
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    runs = reference_runs(a.reference)
+    reference = {arch: statistics.mean(by_seed.values()) for arch, by_seed in runs.items()}
+    labelled = [spec.split("=", 1) for spec in a.supernet]
+    if any(len(pair) != 2 for pair in labelled):
+        sys.exit(f"score_metric.py: --supernet expects NAME=PATH, got {a.supernet}")
+    results, batches, archs = {}, None, None
+    for name, path in labelled:
+        loaded = load_supernet(path)
+        drawn = stratified_by_flops(loaded.space, a.num_archs, random.Random(a.seed))
+        missing = [str(arch) for arch in drawn if str(arch) not in reference]
+        if missing:
+            sys.exit(f"score_metric.py: {path} draws {len(missing)} arch(s) that {a.reference} does not hold "
+                     f"(first: {missing[0]}); expected the same space, --num-archs and --seed as that run")
+        if archs is not None and [str(x) for x in drawn] != archs:
+            sys.exit(f"score_metric.py: {path} draws other archs than the first supernet; expected one space")
+        archs = [str(x) for x in drawn]
+        if batches is None:  # every supernet of one space and data is scored on the same images
+            batches = evaluation_batches(load_data(loaded.config.data), a.recal_batches, a.batch_size, a.seed)
+        layout = torch.channels_last if loaded.config.channels_last else torch.contiguous_format
+        scored = batches.to(torch.device("cpu"), layout)
+        supernet = loaded.supernet.eval()
+        rows = []
+        for arch in drawn:
+            top1, loss = top1_and_loss(supernet.subnet(arch).to(memory_format=layout), scored)
+            rows.append({"arch": str(arch), "top1": top1, "loss": loss})
+        truth = [reference[r["arch"]] for r in rows]
+        tau_top1, _ = rank_correlation([r["top1"] for r in rows], truth)
+        tau_loss, _ = rank_correlation([-r["loss"] for r in rows], truth)
+        results[name] = {"supernet": str(path), "tau_top1": tau_top1, "tau_loss": tau_loss, "archs": rows}
+        print(f"{name:<20} tau top-1 {tau_top1:6.3f}   tau -loss {tau_loss:6.3f}", flush=True)
+    truth = [reference[arch] for arch in archs]
+    taus = {metric: [r[f"tau_{metric}"] for r in results.values()] for metric in ("top1", "loss")}
+    ensemble = {}
+    for metric, sign in (("top1", 1), ("loss", -1)):
+        values = taus[metric]
+        spread = f" (sd {statistics.stdev(values):.3f}, {min(values):.3f}..{max(values):.3f})" if len(values) > 1 else ""
+        print(f"mean tau of {metric:<5} over {len(values)} supernet(s): {statistics.mean(values):.3f}{spread}")
+        mean_score = [statistics.mean(sign * r["archs"][i][metric] for r in results.values()) for i in range(len(archs))]
+        ensemble[metric] = rank_correlation(mean_score, truth)[0]
+        print(f"tau of the supernets' mean {metric}: {ensemble[metric]:.3f}")
+    costs = CostModel(loaded.space)
+    flops_tau = rank_correlation([costs(arch).flops for arch in drawn], truth)[0]
+    summary = reference_summary(runs, archs)
+    print(f"FLOPs alone: tau {flops_tau:.3f}; stand-alone seeds {summary['seeds']} agree with each other at "
+          + ", ".join(f"{v:.2f}" for v in summary["seed_agreement_tau"].values())
+          + (f"; ceiling against their mean {summary['ceiling_tau']:.2f}" if summary["ceiling_tau"] else ""))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps({
+            "reference": str(a.reference), "num_archs": a.num_archs, "seed": a.seed, "stand_alone": summary,
+            "flops_tau": flops_tau, "mean_tau": {m: statistics.mean(v) for m, v in taus.items()},
+            "sd_tau": {m: statistics.stdev(v) if len(v) > 1 else None for m, v in taus.items()},
+            "ensemble_tau": ensemble, "supernets": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
