@@ -91,17 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     reference = {arch: statistics.mean(by_seed.values()) for arch, by_seed in runs.items()}
     labelled = [spec.split("=", 1) for spec in a.supernet]
     if any(len(pair) != 2 for pair in labelled):
-        sys.exit(f"score_metric.py: --supernet expects NAME=PATH, got {a.supernet}")
+        sys.exit(f"ranking_across_supernets.py: --supernet expects NAME=PATH, got {a.supernet}")
     results, batches, archs = {}, None, None
     for name, path in labelled:
         loaded = load_supernet(path)
         drawn = stratified_by_flops(loaded.space, a.num_archs, random.Random(a.seed))
         missing = [str(arch) for arch in drawn if str(arch) not in reference]
         if missing:
-            sys.exit(f"score_metric.py: {path} draws {len(missing)} arch(s) that {a.reference} does not hold "
+            sys.exit(f"ranking_across_supernets.py: {path} draws {len(missing)} arch(s) that {a.reference} does not hold "
                      f"(first: {missing[0]}); expected the same space, --num-archs and --seed as that run")
         if archs is not None and [str(x) for x in drawn] != archs:
-            sys.exit(f"score_metric.py: {path} draws other archs than the first supernet; expected one space")
+            sys.exit(f"ranking_across_supernets.py: {path} draws other archs than the first supernet; expected one space")
         archs = [str(x) for x in drawn]
         if batches is None:  # every supernet of one space and data is scored on the same images
             batches = evaluation_batches(load_data(loaded.config.data), a.recal_batches, a.batch_size, a.seed)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         mean_score = [statistics.mean(sign * r["archs"][i][metric] for r in results.values()) for i in range(len(archs))]
         ensemble[metric] = rank_correlation(mean_score, truth)[0]
         print(f"tau of the supernets' mean {metric}: {ensemble[metric]:.3f}")
-    costs = CostModel(loaded.space)
+    costs = CostModel(loaded.space)  # every supernet drew the same archs, so they share one space
     flops_tau = rank_correlation([costs(arch).flops for arch in drawn], truth)[0]
     summary = reference_summary(runs, archs)
     print(f"FLOPs alone: tau {flops_tau:.3f}; stand-alone seeds {summary['seeds']} agree with each other at "
