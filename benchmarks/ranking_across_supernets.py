@@ -1,16 +1,19 @@
-"""Which supernet score ranks archs most like stand-alone training: top-1 or cross-entropy?
+"""How a supernet's ranking of archs varies between supernets, and with the score used.
 
-The search scores a candidate by its search-val top-1 after BN recalibration (the paper's
-choice). On 2,000 images a top-1 moves in steps of 0.05 points and carries about a point
-of sampling noise, as much as the spread between the archs being ranked; the mean
-cross-entropy of the same forward passes is a continuous score. This benchmark scores the
-archs of an earlier `spos correlate` run on each given supernet both ways, with the very
-batches `spos correlate` uses, and reports each score's Kendall tau against the mean of the
-stand-alone runs in that run's journal (every seed it holds):
+Scores the archs of an earlier `spos correlate` run on each given supernet (several
+training seeds and inits of one recipe, say), with the very batches `spos correlate`
+uses, two ways: search-val top-1 after BN recalibration (what the search uses, the
+paper's choice) and the mean cross-entropy of the same forward passes (a continuous
+score: on 2,000 images a top-1 carries about a point of sampling noise, as much as the
+spread between the archs being ranked). Reports against the mean of the stand-alone runs
+in that run's journal (every seed it holds): each supernet's Kendall tau, their mean and
+spread, the tau of the supernets' mean score (an ensemble), FLOPs' tau, how well the
+stand-alone seeds agree with each other, and the ceiling a perfect ranker would reach:
 
-    python benchmarks/score_metric.py --reference runs/n20/standalone.jsonl --num-archs 20 \\
-        --supernet nested-s0=runs/c10s/supernet.pt --supernet independent-s0=runs/c10s-ind/supernet.pt \\
-        --out benchmarks/results/cifar10-small/score-metric-20archs.json
+    python benchmarks/ranking_across_supernets.py --num-archs 20 \
+        --reference benchmarks/results/cifar10-small/standalone-20archs-3seeds.jsonl \
+        --supernet nested-s0=runs/c10s/supernet.pt --supernet independent-s0=runs/c10s-ind/supernet.pt \
+        --out runs/ranking-across-supernets-20archs.json
 """
 
 from __future__ import annotations
