@@ -158,7 +158,7 @@ def run(a: argparse.Namespace) -> None:
                 if step % a.eval_every == 0 or step == a.steps:
                     scores = []
                     for arch in eval_archs:
-                        sub = net.subnet(arch).to(device)  # a new static network: built on the CPU
+                        sub = net.subnet(arch)
                         recalibrate_bn(sub, recal)
                         scores.append(top1_accuracy(sub, val))
                     net.train()

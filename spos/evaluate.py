@@ -12,7 +12,6 @@ candidate's static copy is built there, so scoring moves no tensor.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -94,13 +93,9 @@ class CandidateEvaluator:
 
     @torch.no_grad()
     def __call__(self, arch: Arch) -> float:
-        # A static copy per candidate: recalibration then never touches the
-        # shared supernet statistics, and scoring runs plain convolutions.
-        # Built on the device (weights copied device to device, no round trip
-        # through host memory); on the CPU the plain path, exactly as before.
-        on_device = self.device if self.device.type != "cpu" else contextlib.nullcontext()
-        with on_device:
-            net = self.supernet.subnet(arch).to(memory_format=self.memory_format)
+        # A static copy per candidate (built on the supernet's device): recalibration
+        # then never touches the shared supernet statistics, and scoring runs plain convolutions.
+        net = self.supernet.subnet(arch).to(memory_format=self.memory_format)
         recalibrate_bn(net, self.batches.recalibration)
         return top1_accuracy(net, self.batches.validation)
 

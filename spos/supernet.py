@@ -9,6 +9,8 @@ module that runs every op of the group.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -87,7 +89,11 @@ class Supernet(nn.Module):
         arch = arch.validated(self.space)
         if self.bn_affine and not bn_affine:
             raise ValueError("subnet(bn_affine=False): this supernet's BatchNorms are affine; expected bn_affine=True")
-        net = StaticNet(self.space, arch, bn_affine=bn_affine).to(next(self.parameters()).device)
+        # Built on the supernet's device itself (on a GPU: no initialisation on the host and no
+        # copy across); on the CPU the plain path.
+        device = next(self.parameters()).device
+        with device if device.type != "cpu" else contextlib.nullcontext():
+            net = StaticNet(self.space, arch, bn_affine=bn_affine)
         copy_sliced(self.stem, net.stem)
         copy_sliced(self.fixed, net.fixed)
         copy_sliced(self.head, net.head)

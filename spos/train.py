@@ -501,7 +501,7 @@ def score_paths(
     """Top-1 of each path as a static subnet, its BN statistics recomputed first."""
     scores = []
     for arch in arches:
-        net = supernet.subnet(arch).to(device)
+        net = supernet.subnet(arch)  # on the supernet's device
         recalibrate_bn(net, (x.to(device) for x in recalibration))
         top1 = top1_accuracy(net, ((x.to(device), y.to(device)) for x, y in validation))
         scores.append(PathScore(str(arch), top1))
