@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import statistics
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from spos.atomic import write_json_atomic  # noqa: E402
 from spos.bn import recalibrate_bn  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
 from spos.correlate import rank_correlation, stratified_by_flops  # noqa: E402
@@ -137,14 +137,16 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{v:.2f}" for v in summary["seed_agreement_tau"].values())
           + (f"; ceiling against their mean {summary['ceiling_tau']:.2f}" if summary["ceiling_tau"] else ""))
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps({
+        write_json_atomic(a.out, {
             "reference": str(a.reference), "num_archs": a.num_archs, "seed": a.seed, "stand_alone": summary,
             "flops_tau": flops_tau, "mean_tau": {m: statistics.mean(v) for m, v in taus.items()},
             "sd_tau": {m: statistics.stdev(v) if len(v) > 1 else None for m, v in taus.items()},
-            "ensemble_tau": ensemble, "supernets": results}, indent=1) + "\n")
+            "ensemble_tau": ensemble, "supernets": results})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (OSError, ValueError) as error:  # a missing or damaged journal or supernet: one line, no traceback
+        sys.exit(f"ranking_across_supernets.py: {error}")

@@ -65,3 +65,14 @@ def test_scores_each_supernet_both_ways_against_the_seed_mean(supernet_file, tmp
         ranking.main(args)
     with pytest.raises(SystemExit, match="--supernet expects NAME=PATH"):
         ranking.main(["--reference", str(tmp_path / "standalone.jsonl"), "--num-archs", "3", "--supernet", "nolabel"])
+
+
+def test_a_missing_journal_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/ranking_across_supernets.py"), "--num-archs", "3",
+                          "--reference", str(tmp_path / "missing.jsonl"), "--supernet", f"a={tmp_path / 's.pt'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip() == f"ranking_across_supernets.py: stand-alone journal not found: {tmp_path / 'missing.jsonl'}"
