@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.correlate import kendall_p_value, rank_correlation  # noqa: E402
+from spos.readers import read_json  # noqa: E402
 
 
 def load_points(paths: list[str]) -> dict[str, dict]:
@@ -28,10 +28,9 @@ def load_points(paths: list[str]) -> dict[str, dict]:
     points: dict[str, dict] = {}
     for path in paths:
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"pooled_correlation: {path}: cannot read it ({error}); expected a spos correlate "
-                             "correlation.json") from None
+            data = read_json(path, "correlation.json")
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"pooled_correlation: {error}; expected a spos correlate correlation.json") from None
         if not isinstance(data, dict) or "archs" not in data:
             raise SystemExit(f"pooled_correlation: {path} is not a spos correlate result (no 'archs')")
         for p in data["archs"]:
