@@ -64,14 +64,15 @@ train() {  # NAME CONFIG SEED: train (or resume) one supernet, then score it on 
         timeout 480 $SPOS train --config "$2" --seed "$3" --out "$dir" "${TRAIN_STEPS[@]}" "${resume[@]}" \
             > "$WORK/$1.train.log" 2>&1 || { say "$1: training stopped (exit $?)"; return; }
     fi
-    for draw in "n20 $N20 1" "ref10 $N10 3"; do
-        set -- $draw
-        local corr="$dir-corr$2" resume=()
+    local draw archs seeds
+    for spec in "n20 $N20 1" "ref10 $N10 3"; do  # REF folder, archs drawn, stand-alone seeds it holds
+        read -r draw archs seeds <<< "$spec"
+        local corr="$dir-corr$archs" resume=()
         [ -s "$corr/correlation.json" ] && continue
         [ -s "$corr/state.json" ] && resume=(--resume)
-        timeout 90 $SPOS correlate --supernet "$dir/supernet.pt" --num-archs "$2" --standalone-seeds "$3" \
-            "${CORR_STEPS[@]}" --standalone-from "$REF/$1" --out "$corr" "${resume[@]}" \
-            > "$corr.log" 2>&1 || say "$dir: correlate over $2 archs stopped (exit $?)"
+        timeout 90 $SPOS correlate --supernet "$dir/supernet.pt" --num-archs "$archs" --standalone-seeds "$seeds" \
+            "${CORR_STEPS[@]}" --standalone-from "$REF/$draw" --out "$corr" "${resume[@]}" \
+            > "$corr.log" 2>&1 || say "$dir: correlate over $archs archs stopped (exit $?)"
     done
 }
 want supernets && say "CPU-setting recipe, seeds 1 and 2, nested and independent init"
