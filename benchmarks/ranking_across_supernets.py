@@ -7,8 +7,9 @@ paper's choice) and the mean cross-entropy of the same forward passes (a continu
 score: on 2,000 images a top-1 carries about a point of sampling noise, as much as the
 spread between the archs being ranked). Reports against the mean of the stand-alone runs
 in that run's journal (every seed it holds): each supernet's Kendall tau, their mean and
-spread, the tau of the supernets' mean score (an ensemble), FLOPs' tau, how well the
-stand-alone seeds agree with each other, and the ceiling a perfect ranker would reach:
+spread, the tau of the supernets' mean score (an ensemble), how well every two supernets
+agree with each other, FLOPs' tau, how well the stand-alone seeds agree with each other,
+and the ceiling a perfect ranker would reach:
 
     python benchmarks/ranking_across_supernets.py --num-archs 20 \
         --reference benchmarks/results/cifar10-small/standalone-20archs-3seeds.jsonl \
@@ -75,6 +76,14 @@ def reference_summary(runs: dict[str, dict[int, float]], archs: list[str]) -> di
             "ceiling_tau": noise and noise.ceiling_tau}
 
 
+def supernet_agreement(results: dict[str, dict], metric: str) -> dict[str, float]:
+    """Kendall tau between every two supernets' rankings of the archs by ``metric``: how well
+    two trainings (seeds, inits) of a supernet agree with each other, stand-alone aside."""
+    sign = -1 if metric == "loss" else 1  # a lower loss ranks higher
+    scores = {name: [sign * row[metric] for row in result["archs"]] for name, result in results.items()}
+    return {f"{s}/{t}": rank_correlation(scores[s], scores[t])[0] for s, t in itertools.combinations(scores, 2)}
+
+
 @torch.no_grad()
 def top1_and_loss(net: torch.nn.Module, batches) -> tuple[float, float]:
     recalibrate_bn(net, batches.recalibration)
@@ -130,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         mean_score = [statistics.mean(sign * r["archs"][i][metric] for r in results.values()) for i in range(len(archs))]
         ensemble[metric] = rank_correlation(mean_score, truth)[0]
         print(f"tau of the supernets' mean {metric}: {ensemble[metric]:.3f}")
+    agreement = {metric: supernet_agreement(results, metric) for metric in ("top1", "loss")}
+    if agreement["top1"]:
+        print("supernets agree with each other (top-1): "
+              + ", ".join(f"{pair} {tau:.2f}" for pair, tau in agreement["top1"].items()))
     costs = CostModel(loaded.space)  # every supernet drew the same archs, so they share one space
     flops_tau = rank_correlation([costs(arch).flops for arch in drawn], truth)[0]
     summary = reference_summary(runs, archs)
@@ -141,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "reference": str(a.reference), "num_archs": a.num_archs, "seed": a.seed, "stand_alone": summary,
             "flops_tau": flops_tau, "mean_tau": {m: statistics.mean(v) for m, v in taus.items()},
             "sd_tau": {m: statistics.stdev(v) if len(v) > 1 else None for m, v in taus.items()},
-            "ensemble_tau": ensemble, "supernets": results})
+            "ensemble_tau": ensemble, "supernet_agreement_tau": agreement, "supernets": results})
     return 0
 
 

@@ -40,6 +40,14 @@ def test_reference_summary_is_the_seeds_agreement_and_ceiling(tmp_path):
                                                                                 noise.ceiling_tau)
 
 
+def test_supernet_agreement_ranks_lower_loss_higher():
+    rows = {"x": [0.50, 0.60, 0.70], "y": [0.52, 0.61, 0.69], "z": [0.70, 0.60, 0.50]}
+    results = {name: {"archs": [{"top1": v, "loss": 1 - v} for v in values]} for name, values in rows.items()}
+    for metric in ("top1", "loss"):
+        agreement = ranking.supernet_agreement(results, metric)
+        assert agreement == {"x/y": pytest.approx(1.0), "x/z": pytest.approx(-1.0), "y/z": pytest.approx(-1.0)}
+
+
 def test_scores_each_supernet_both_ways_against_the_seed_mean(supernet_file, tmp_path, capsys):  # noqa: F811
     archs = [str(a) for a in stratified_by_flops(load_supernet(supernet_file).space, 3, random.Random(0))]
     write_journal(tmp_path / "standalone.jsonl", {arch: [0.5 + 0.1 * i, 0.52 + 0.1 * i] for i, arch in enumerate(archs)})
@@ -56,6 +64,8 @@ def test_scores_each_supernet_both_ways_against_the_seed_mean(supernet_file, tmp
     assert result["supernets"]["b"]["archs"] == first["archs"]
     assert result["mean_tau"] == {"top1": pytest.approx(first["tau_top1"], nan_ok=True),  # (untrained: top-1s may tie)
                                   "loss": pytest.approx(first["tau_loss"], nan_ok=True)}
+    assert result["supernet_agreement_tau"]["loss"] == {"a/b": pytest.approx(1.0)}  # identical rankings
+    assert set(result["supernet_agreement_tau"]["top1"]) == {"a/b"}
     assert result["stand_alone"]["seeds"] == [0, 1] and result["flops_tau"] is not None
     assert "tau of the supernets' mean top1" in capsys.readouterr().out
     # a journal of other archs is refused, naming the first missing one
