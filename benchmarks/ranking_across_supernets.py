@@ -35,12 +35,11 @@ from torch.nn import functional as F  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.bn import recalibrate_bn  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
-from spos.correlate import rank_correlation, stratified_by_flops  # noqa: E402
+from spos.correlate import rank_correlation, read_standalone_runs, stratified_by_flops  # noqa: E402
 from spos.cost import CostModel  # noqa: E402
 from spos.data import load_data  # noqa: E402
 from spos.evaluate import evaluation_batches  # noqa: E402
 from spos.rank_noise import reference_noise  # noqa: E402
-from spos.readers import read_jsonl  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,8 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def reference_runs(journal: Path) -> dict[str, dict[int, float]]:
     """``arch -> seed -> stand-alone top-1`` of the journal's runs."""
     runs: dict[str, dict[int, float]] = {}
-    for record in read_jsonl(journal, "stand-alone journal"):
-        runs.setdefault(record["arch"], {})[int(record.get("seed", 0))] = float(record["standalone_top1"])
+    for (arch, seed), top1 in read_standalone_runs(journal).items():
+        runs.setdefault(arch, {})[seed] = top1
     return runs
 
 
@@ -76,11 +75,15 @@ def reference_summary(runs: dict[str, dict[int, float]], archs: list[str]) -> di
             "ceiling_tau": noise and noise.ceiling_tau}
 
 
+def score(row: dict, metric: str) -> float:
+    """An arch's score by ``metric`` ("top1" or "loss"), higher ranking higher: a loss is negated."""
+    return -row["loss"] if metric == "loss" else row[metric]
+
+
 def supernet_agreement(results: dict[str, dict], metric: str) -> dict[str, float]:
     """Kendall tau between every two supernets' rankings of the archs by ``metric``: how well
     two trainings (seeds, inits) of a supernet agree with each other, stand-alone aside."""
-    sign = -1 if metric == "loss" else 1  # a lower loss ranks higher
-    scores = {name: [sign * row[metric] for row in result["archs"]] for name, result in results.items()}
+    scores = {name: [score(row, metric) for row in result["archs"]] for name, result in results.items()}
     return {f"{s}/{t}": rank_correlation(scores[s], scores[t])[0] for s, t in itertools.combinations(scores, 2)}
 
 
@@ -125,18 +128,18 @@ def main(argv: list[str] | None = None) -> int:
             top1, loss = top1_and_loss(supernet.subnet(arch).to(memory_format=layout), scored)
             rows.append({"arch": str(arch), "top1": top1, "loss": loss})
         truth = [reference[r["arch"]] for r in rows]
-        tau_top1, _ = rank_correlation([r["top1"] for r in rows], truth)
-        tau_loss, _ = rank_correlation([-r["loss"] for r in rows], truth)
+        tau_top1, _ = rank_correlation([score(r, "top1") for r in rows], truth)
+        tau_loss, _ = rank_correlation([score(r, "loss") for r in rows], truth)
         results[name] = {"supernet": str(path), "tau_top1": tau_top1, "tau_loss": tau_loss, "archs": rows}
         print(f"{name:<20} tau top-1 {tau_top1:6.3f}   tau -loss {tau_loss:6.3f}", flush=True)
     truth = [reference[arch] for arch in archs]
     taus = {metric: [r[f"tau_{metric}"] for r in results.values()] for metric in ("top1", "loss")}
     ensemble = {}
-    for metric, sign in (("top1", 1), ("loss", -1)):
+    for metric in ("top1", "loss"):
         values = taus[metric]
         spread = f" (sd {statistics.stdev(values):.3f}, {min(values):.3f}..{max(values):.3f})" if len(values) > 1 else ""
         print(f"mean tau of {metric:<5} over {len(values)} supernet(s): {statistics.mean(values):.3f}{spread}")
-        mean_score = [statistics.mean(sign * r["archs"][i][metric] for r in results.values()) for i in range(len(archs))]
+        mean_score = [statistics.mean(score(r["archs"][i], metric) for r in results.values()) for i in range(len(archs))]
         ensemble[metric] = rank_correlation(mean_score, truth)[0]
         print(f"tau of the supernets' mean {metric}: {ensemble[metric]:.3f}")
     agreement = {metric: supernet_agreement(results, metric) for metric in ("top1", "loss")}

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
-from spos.correlate import rank_correlation  # noqa: E402
-from spos.readers import read_json, read_jsonl  # noqa: E402
+from spos.correlate import rank_correlation, read_standalone_runs  # noqa: E402
+from spos.readers import read_json  # noqa: E402
 from spos.space import SearchSpace  # noqa: E402
 
 
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     space = SearchSpace.from_yaml(a.space)
     runs: dict[str, list[float]] = {}
     for journal in a.reference:
-        for record in read_jsonl(journal, "stand-alone journal"):
-            runs.setdefault(record["arch"], []).append(float(record["standalone_top1"]))
+        for (arch, _seed), top1 in read_standalone_runs(journal).items():
+            runs.setdefault(arch, []).append(top1)
     scores: dict[str, dict[str, list[float]]] = {}  # arch -> group -> its supernets' top-1s
     for path in a.ranking:
         for name, result in read_json(path, "ranking")["supernets"].items():

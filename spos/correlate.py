@@ -352,9 +352,18 @@ def _start_or_resume(
 
 
 def _finished_runs(journal: Path, first_seed: int) -> dict[tuple[str, int], float]:
-    """``(arch, seed) -> test top-1`` of the journaled runs (runs journaled before seeds were
-    recorded trained with the run's first seed)."""
-    if not journal.is_file():
-        return {}
-    return {(r["arch"], int(r.get("seed", first_seed))): float(r["standalone_top1"])
-            for r in read_jsonl(journal, "stand-alone journal")}
+    """The runs this correlation has journaled so far (none before its first)."""
+    return read_standalone_runs(journal, first_seed) if journal.is_file() else {}
+
+
+def read_standalone_runs(journal: str | Path, first_seed: int = 0) -> dict[tuple[str, int], float]:
+    """``(arch, seed) -> test top-1`` of the stand-alone runs in a `spos correlate` journal
+    (runs journaled before seeds were recorded trained with the run's first seed)."""
+    runs = {}
+    for number, record in enumerate(read_jsonl(journal, "stand-alone journal"), 1):
+        try:
+            runs[record["arch"], int(record.get("seed", first_seed))] = float(record["standalone_top1"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ValueError(f"{journal}: record {number} is {record!r}; expected a stand-alone run with "
+                             "'arch' and 'standalone_top1'") from None
+    return runs
