@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             runs.setdefault(arch, []).append(top1)
     scores: dict[str, dict[str, list[float]]] = {}  # arch -> group -> its supernets' top-1s
     for path in a.ranking:
-        for name, result in read_json(path, "ranking")["supernets"].items():
+        ranking = read_json(path, "ranking")
+        if not isinstance(ranking, dict) or not isinstance(ranking.get("supernets"), dict):
+            raise ValueError(f"{path} holds no 'supernets'; expected the --out of benchmarks/ranking_across_supernets.py")
+        for name, result in ranking["supernets"].items():
             for row in result["archs"]:
                 scores.setdefault(row["arch"], {}).setdefault(group_of(name), []).append(row["top1"])
     archs = sorted(arch for arch in scores if arch in runs)

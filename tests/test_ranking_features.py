@@ -8,6 +8,7 @@ import json
 import pytest
 
 from spos.arch import Arch
+from spos.correlate import read_standalone_runs
 from spos.space import SearchSpace
 from tests.conftest import ROOT
 
@@ -56,4 +57,15 @@ def test_taus_of_each_feature_per_supernet_group(tmp_path, capsys):
     (tmp_path / "other.jsonl").write_text(json.dumps({"arch": "1:1,1:1,1:1,1:1,1:1,1:1,1:1,1:1", "standalone_top1": 0.5}))
     with pytest.raises(SystemExit, match="share 0 arch"):
         features.main(["--space", str(SPACE), "--reference", str(tmp_path / "other.jsonl"),
+                       "--ranking", str(tmp_path / "ranking.json")])
+
+
+def test_inputs_of_the_wrong_shape_are_one_line_errors(tmp_path):
+    (tmp_path / "standalone.jsonl").write_text('{"arch": "0:0", "seed": 0, "standalone_top1": 0.5}\n{"foo": 1}\n')
+    with pytest.raises(ValueError, match=r"record 2 is \{'foo': 1\}; expected a stand-alone run"):
+        read_standalone_runs(tmp_path / "standalone.jsonl")
+    (tmp_path / "standalone.jsonl").write_text('{"arch": "0:0", "seed": 0, "standalone_top1": 0.5}\n')
+    (tmp_path / "ranking.json").write_text('{"archs": []}')
+    with pytest.raises(ValueError, match="ranking.json holds no 'supernets'; expected the --out of"):
+        features.main(["--space", str(SPACE), "--reference", str(tmp_path / "standalone.jsonl"),
                        "--ranking", str(tmp_path / "ranking.json")])
