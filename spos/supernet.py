@@ -90,7 +90,8 @@ class Supernet(nn.Module):
         if self.bn_affine and not bn_affine:
             raise ValueError("subnet(bn_affine=False): this supernet's BatchNorms are affine; expected bn_affine=True")
         # Built on the supernet's device itself (on a GPU: no initialisation on the host and no
-        # copy across); on the CPU the plain path.
+        # copy across). The CPU needs no device context: one would route every tensor the
+        # constructor creates through a torch function mode, on the search's hot path.
         device = next(self.parameters()).device
         with device if device.type != "cpu" else contextlib.nullcontext():
             net = StaticNet(self.space, arch, bn_affine=bn_affine)
