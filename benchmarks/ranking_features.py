@@ -12,6 +12,12 @@ more, or much less, than stand-alone training does is a bias of the supernet:
                     benchmarks/results/cifar10-small/standalone-20archs-3seeds.jsonl \\
         --ranking benchmarks/results/cifar10-small/ranking-across-9-supernets-10archs.json \\
                   benchmarks/results/cifar10-small/ranking-across-9-supernets-20archs.json
+
+``--discount FEATURE`` then asks whether a score that counts the feature less would rank
+better: for each journal's archs in turn (one arch draw), it fits the weight ``w`` of
+``z(score) - w * z(feature)`` (z-scored within each draw, ``w`` in 0, 0.1, .., 2) that ranks
+the other draws' archs best, and gives the held-out draw's tau before and after. A correction
+that only helps where it was fitted is overfitting, not a fix.
 """
 
 from __future__ import annotations
@@ -38,8 +44,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="standalone.jsonl journals of `spos correlate` runs")
     p.add_argument("--ranking", required=True, nargs="+", type=Path, metavar="JSON",
                    help="outputs of benchmarks/ranking_across_supernets.py over those archs")
+    p.add_argument("--discount", metavar="FEATURE",
+                   help="fit a discount of this feature on some draws and test it on the others")
     p.add_argument("--out", type=Path, help="write the figures as JSON")
     return p.parse_args(argv)
+
+
+WEIGHTS = [w / 10 for w in range(21)]  # the discount weights --discount tries
+
+
+def _zscores(values: list[float]) -> list[float]:
+    mean, sd = statistics.mean(values), statistics.pstdev(values)
+    return [(v - mean) / sd if sd else 0.0 for v in values]
+
+
+def held_out_discount(
+    feature: dict[str, float], score: dict[str, float], standalone: dict[str, float], draws: list[list[str]]
+) -> list[dict[str, float]]:
+    """For each draw: the weight of ``z(score) - w * z(feature)`` fitted on the other draws, and
+    the tau with stand-alone accuracy before and after it, where fitted and on the held-out draw.
+    ``draws`` are disjoint lists of archs; z-scores are taken within each."""
+    z_score = {a: v for d in draws for a, v in zip(d, _zscores([score[a] for a in d]))}
+    z_feature = {a: v for d in draws for a, v in zip(d, _zscores([feature[a] for a in d]))}
+
+    def tau(archs: list[str], w: float) -> float:
+        return rank_correlation([z_score[a] - w * z_feature[a] for a in archs], [standalone[a] for a in archs])[0]
+
+    rows = []
+    for i, test in enumerate(draws):
+        fit = [a for j, d in enumerate(draws) if j != i for a in d]
+        w = max(WEIGHTS, key=lambda w: tau(fit, w))  # the first best: no discount unless it helps
+        rows.append({"held_out_archs": len(test), "weight": w, "fit_tau": tau(fit, 0.0), "fit_tau_discounted": tau(fit, w),
+                     "held_out_tau": tau(test, 0.0), "held_out_tau_discounted": tau(test, w)})
+    return rows
 
 
 def arch_features(arch: Arch, space: SearchSpace) -> dict[str, float]:
@@ -64,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     space = SearchSpace.from_yaml(a.space)
     runs: dict[str, list[float]] = {}
+    journal_archs: list[set[str]] = []  # each journal's archs: one draw, for --discount
     for journal in a.reference:
-        for (arch, _seed), top1 in read_standalone_runs(journal).items():
+        journal_runs = read_standalone_runs(journal)
+        for (arch, _seed), top1 in journal_runs.items():
             runs.setdefault(arch, []).append(top1)
+        journal_archs.append({arch for arch, _seed in journal_runs})
     scores: dict[str, dict[str, list[float]]] = {}  # arch -> group -> its supernets' top-1s
     for path in a.ranking:
         ranking = read_json(path, "ranking")
@@ -91,9 +131,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'feature':<30}" + "".join(f"{column:>14}" for column in ["stand-alone", *groups]))
     for feature, taus in table.items():
         print(f"{feature:<30}" + "".join(f"{tau:14.2f}" for tau in taus.values()))
+    result = {"num_archs": len(archs), "groups": groups, "feature_tau": table}
+    if a.discount:
+        result["discount"] = discount_report(a.discount, archs, features, standalone, by_group, journal_archs)
     if a.out:
-        write_json_atomic(a.out, {"num_archs": len(archs), "groups": groups, "feature_tau": table})
+        write_json_atomic(a.out, result)
     return 0
+
+
+def discount_report(name: str, archs: list[str], features: list[dict[str, float]], standalone: list[float],
+                    by_group: dict[str, list[float]], journal_archs: list[set[str]]) -> dict:
+    """Print and return `held_out_discount` of feature ``name`` for every supernet group."""
+    if name not in features[0]:
+        sys.exit(f"ranking_features.py: --discount {name!r} is no feature; expected one of: {', '.join(features[0])}")
+    draws, seen = [], set()
+    for journal in journal_archs:  # disjoint draws: an arch in several journals counts in the first
+        draw = [a for a in archs if a in journal and a not in seen]
+        seen.update(draw)
+        if len(draw) >= 3:
+            draws.append(draw)
+    if len(draws) < 2:
+        sys.exit(f"ranking_features.py: --discount needs archs from at least 2 journals (draws), 3 or more each; got {len(draws)}")
+    feature = {a: f[name] for a, f in zip(archs, features)}
+    sa = dict(zip(archs, standalone))
+    report = {"feature": name, "groups": {}}
+    print(f"\nDiscounting {name!r}: fitted on the other draws, tau before -> after")
+    for group, scores in by_group.items():
+        rows = held_out_discount(feature, dict(zip(archs, scores)), sa, draws)
+        report["groups"][group] = rows
+        for row in rows:
+            print(f"  {group:<14} held out {row['held_out_archs']:>3} archs: weight {row['weight']:.1f}; "
+                  f"where fitted {row['fit_tau']:.2f} -> {row['fit_tau_discounted']:.2f}, "
+                  f"held out {row['held_out_tau']:.2f} -> {row['held_out_tau_discounted']:.2f}")
+    return report
 
 
 if __name__ == "__main__":

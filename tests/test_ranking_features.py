@@ -69,3 +69,41 @@ def test_inputs_of_the_wrong_shape_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="ranking.json holds no 'supernets'; expected the --out of"):
         features.main(["--space", str(SPACE), "--reference", str(tmp_path / "standalone.jsonl"),
                        "--ranking", str(tmp_path / "ranking.json")])
+
+
+def test_held_out_discount_fits_on_other_draws_and_tests_on_the_held_out_one():
+    # two draws alike: stand-alone accuracy = z(score) - z(feature) in each, so a discount fitted
+    # on either draw ranks the other perfectly, where the raw score does not
+    draws = [["a", "b", "c", "d"], ["e", "f", "g", "h"]]
+    score = dict(zip("abcdefgh", [1, 2, 3, 4] * 2))
+    feature = dict(zip("abcdefgh", [0, 3, 1, 5] * 2))
+    z = features._zscores
+    standalone = {a: s - f for d in draws for a, s, f in zip(d, z([score[a] for a in d]), z([feature[a] for a in d]))}
+    rows = features.held_out_discount(feature, score, standalone, draws)
+    assert [r["held_out_archs"] for r in rows] == [4, 4]
+    for row in rows:
+        assert row["weight"] > 0 and row["held_out_tau"] < 1.0
+        assert row["held_out_tau_discounted"] == pytest.approx(1.0)
+    # discounting helps in draw 0 and hurts in draw 1 (stand-alone rises with the feature there):
+    # each draw is scored with the other's fit, so draw 0 gets no discount and draw 1 one that hurts
+    rises = {a: s + f for d in draws for a, s, f in zip(d, z([score[a] for a in d]), z([feature[a] for a in d]))}
+    mixed = {a: standalone[a] if a in draws[0] else rises[a] for a in score}
+    first, second = features.held_out_discount(feature, score, mixed, draws)
+    assert first["weight"] == 0.0 and first["held_out_tau_discounted"] == first["held_out_tau"]
+    assert second["weight"] > 0 and second["held_out_tau_discounted"] < second["held_out_tau"]
+    # stand-alone follows the score alone: no discount is fitted, and the held-out tau is unchanged
+    rows = features.held_out_discount(feature, score, score, draws)
+    assert [(r["weight"], r["held_out_tau_discounted"]) for r in rows] == [(0.0, pytest.approx(1.0))] * 2
+
+
+def test_discount_needs_a_known_feature_and_two_draws(tmp_path):
+    archs = ["0:0,0:0,0:0,0:0,0:1,0:1,0:1,0:1", "0:0,0:0,0:0,0:0,0:3,0:3,0:3,0:3", "0:0,0:0,0:0,0:0,0:5,0:5,0:5,0:5"]
+    (tmp_path / "standalone.jsonl").write_text("".join(
+        json.dumps({"arch": arch, "standalone_top1": 0.5 + 0.1 * i}) + "\n" for i, arch in enumerate(archs)))
+    (tmp_path / "ranking.json").write_text(json.dumps({"supernets": {
+        "a-s0": {"archs": [{"arch": arch, "top1": 0.5} for arch in archs]}}}))
+    args = ["--space", str(SPACE), "--reference", str(tmp_path / "standalone.jsonl"), "--ranking", str(tmp_path / "ranking.json")]
+    with pytest.raises(SystemExit, match="--discount 'depth' is no feature; expected one of: blocks with choice_3"):
+        features.main([*args, "--discount", "depth"])
+    with pytest.raises(SystemExit, match="at least 2 journals"):
+        features.main([*args, "--discount", "mean channel multiplier"])
