@@ -9,7 +9,9 @@ spread between the archs being ranked). Reports against the mean of the stand-al
 in that run's journal (every seed it holds): each supernet's Kendall tau, their mean and
 spread, the tau of the supernets' mean score (an ensemble), how well every two supernets
 agree with each other, FLOPs' tau, how well the stand-alone seeds agree with each other,
-and the ceiling a perfect ranker would reach:
+and the ceiling a perfect ranker would reach. ``--bootstrap N`` also resamples the
+evaluation images N times (the same resample for every arch) and reports how much of a
+supernet's top-1 ranking, and of its tau, the finite evaluation set alone moves:
 
     python benchmarks/ranking_across_supernets.py --num-archs 20 \
         --reference benchmarks/results/cifar10-small/standalone-20archs-3seeds.jsonl \
@@ -52,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="that run's --seed (arch draw and recalibration batches)")
     p.add_argument("--recal-batches", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="resample the evaluation images N times: the top-1 ranking's noise from them alone")
     p.add_argument("--out", type=Path, help="write the figures as JSON")
     return p.parse_args(argv)
 
@@ -88,20 +92,40 @@ def supernet_agreement(results: dict[str, dict], metric: str) -> dict[str, float
 
 
 @torch.no_grad()
-def top1_and_loss(net: torch.nn.Module, batches) -> tuple[float, float]:
+def top1_and_loss(net: torch.nn.Module, batches) -> tuple[float, float, torch.Tensor]:
+    """Top-1 and mean cross-entropy after BN recalibration, and which images were right."""
     recalibrate_bn(net, batches.recalibration)
-    correct = total = 0
-    loss = 0.0
+    correct, loss, total = [], 0.0, 0
     for images, labels in batches.validation:
         logits = net(images)
-        correct += (logits.argmax(1) == labels).sum().item()
+        correct.append(logits.argmax(1) == labels)
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         total += labels.numel()
-    return correct / total, loss / total
+    right = torch.cat(correct)
+    return right.float().mean().item(), loss / total, right
+
+
+def image_bootstrap(correct: torch.Tensor, truth: list[float], resamples: int, seed: int) -> dict[str, float]:
+    """Resample the evaluation images (``correct``: archs x images, True where an arch's path was
+    right) with replacement, the same images for every arch. Returns the mean and sd of the
+    resampled rankings' tau with ``truth``, and their mean tau with the ranking on all images
+    (1.0 if the evaluation set were large enough not to matter)."""
+    generator = torch.Generator().manual_seed(seed)
+    full = correct.float().mean(1).tolist()
+    taus, self_taus = [], []
+    for _ in range(resamples):
+        picked = torch.randint(correct.shape[1], (correct.shape[1],), generator=generator)
+        scores = correct[:, picked].float().mean(1).tolist()
+        taus.append(rank_correlation(scores, truth)[0])
+        self_taus.append(rank_correlation(scores, full)[0])
+    return {"resamples": resamples, "images": correct.shape[1], "tau_mean": statistics.mean(taus),
+            "tau_sd": statistics.stdev(taus) if resamples > 1 else 0.0, "self_tau_mean": statistics.mean(self_taus)}
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    if a.bootstrap < 0:
+        sys.exit(f"ranking_across_supernets.py: --bootstrap {a.bootstrap}; expected a number of resamples >= 0")
     runs = reference_runs(a.reference)
     reference = {arch: statistics.mean(by_seed.values()) for arch, by_seed in runs.items()}
     labelled = [spec.split("=", 1) for spec in a.supernet]
@@ -123,15 +147,21 @@ def main(argv: list[str] | None = None) -> int:
         layout = torch.channels_last if loaded.config.channels_last else torch.contiguous_format
         scored = batches.to(torch.device("cpu"), layout)
         supernet = loaded.supernet.eval()
-        rows = []
+        rows, correct = [], []
         for arch in drawn:
-            top1, loss = top1_and_loss(supernet.subnet(arch).to(memory_format=layout), scored)
+            top1, loss, right = top1_and_loss(supernet.subnet(arch).to(memory_format=layout), scored)
             rows.append({"arch": str(arch), "top1": top1, "loss": loss})
+            correct.append(right)
         truth = [reference[r["arch"]] for r in rows]
         tau_top1, _ = rank_correlation([score(r, "top1") for r in rows], truth)
         tau_loss, _ = rank_correlation([score(r, "loss") for r in rows], truth)
         results[name] = {"supernet": str(path), "tau_top1": tau_top1, "tau_loss": tau_loss, "archs": rows}
         print(f"{name:<20} tau top-1 {tau_top1:6.3f}   tau -loss {tau_loss:6.3f}", flush=True)
+        if a.bootstrap:
+            noise = results[name]["image_bootstrap"] = image_bootstrap(torch.stack(correct), truth, a.bootstrap, a.seed)
+            print(f"{'':<20} over {a.bootstrap} resamples of the {noise['images']} evaluation images: tau top-1 "
+                  f"{noise['tau_mean']:.3f} (sd {noise['tau_sd']:.3f}); the ranking agrees with its own on all "
+                  f"images at {noise['self_tau_mean']:.2f}", flush=True)
     truth = [reference[arch] for arch in archs]
     taus = {metric: [r[f"tau_{metric}"] for r in results.values()] for metric in ("top1", "loss")}
     ensemble = {}

@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import torch
 from scipy.stats import kendalltau
 
 from spos.checkpoint import load_supernet
@@ -54,8 +55,10 @@ def test_scores_each_supernet_both_ways_against_the_seed_mean(supernet_file, tmp
     out = tmp_path / "ranking.json"
     args = ["--reference", str(tmp_path / "standalone.jsonl"), "--num-archs", "3", "--recal-batches", "1",
             "--batch-size", "16", "--supernet", f"a={supernet_file}", "--supernet", f"b={supernet_file}", "--out", str(out)]
-    assert ranking.main(args) == 0
+    assert ranking.main([*args, "--bootstrap", "5"]) == 0
     result = json.loads(out.read_text())
+    assert result["supernets"]["a"]["image_bootstrap"]["resamples"] == 5
+    assert result["supernets"]["a"]["image_bootstrap"] == result["supernets"]["b"]["image_bootstrap"]
     assert set(result["supernets"]) == {"a", "b"}
     first = result["supernets"]["a"]
     assert [row["arch"] for row in first["archs"]] == archs
@@ -75,6 +78,28 @@ def test_scores_each_supernet_both_ways_against_the_seed_mean(supernet_file, tmp
         ranking.main(args)
     with pytest.raises(SystemExit, match="--supernet expects NAME=PATH"):
         ranking.main(["--reference", str(tmp_path / "standalone.jsonl"), "--num-archs", "3", "--supernet", "nolabel"])
+
+
+def test_image_bootstrap_separates_clear_from_noisy_rankings():
+    truth = [0.1, 0.2, 0.3]
+    # three archs right on 10% / 50% / 90% of 1,000 images: no resample reorders them
+    clear = torch.zeros(3, 1000, dtype=torch.bool)
+    for i, share in enumerate((100, 500, 900)):
+        clear[i, :share] = True
+    noise = ranking.image_bootstrap(clear, truth, resamples=20, seed=0)
+    assert (noise["images"], noise["resamples"]) == (1000, 20)
+    assert noise["tau_mean"] == pytest.approx(1.0) and noise["tau_sd"] == 0.0 and noise["self_tau_mean"] == pytest.approx(1.0)
+    # three archs each right on a different random half of 40 images: their order is the images' doing
+    noisy = torch.rand(3, 40, generator=torch.Generator().manual_seed(0)) < 0.5
+    noise = ranking.image_bootstrap(noisy, truth, resamples=200, seed=0)
+    assert noise["tau_sd"] > 0.3 and noise["self_tau_mean"] < 0.8
+    assert ranking.image_bootstrap(noisy, truth, resamples=200, seed=0) == noise  # seeded: repeatable
+
+
+def test_a_negative_bootstrap_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--bootstrap -1; expected a number of resamples >= 0"):
+        ranking.main(["--reference", str(tmp_path / "x.jsonl"), "--num-archs", "3", "--supernet", "a=s.pt",
+                      "--bootstrap", "-1"])
 
 
 def test_a_missing_journal_is_a_one_line_error(tmp_path):
