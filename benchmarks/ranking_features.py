@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     standalone = [statistics.mean(runs[arch]) for arch in archs]
     by_group = {g: [statistics.mean(scores[arch][g]) for arch in archs] for g in groups}
     features = [arch_features(Arch.parse(arch), space) for arch in archs]
+    draws = discount_draws(a.discount, features[0], archs, journal_archs) if a.discount else []
     table = {}
     for feature in features[0]:
         values = [f[feature] for f in features]
@@ -133,25 +134,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{feature:<30}" + "".join(f"{tau:14.2f}" for tau in taus.values()))
     result = {"num_archs": len(archs), "groups": groups, "feature_tau": table}
     if a.discount:
-        result["discount"] = discount_report(a.discount, archs, features, standalone, by_group, journal_archs)
+        result["discount"] = discount_report(a.discount, archs, features, standalone, by_group, draws)
     if a.out:
         write_json_atomic(a.out, result)
     return 0
 
 
-def discount_report(name: str, archs: list[str], features: list[dict[str, float]], standalone: list[float],
-                    by_group: dict[str, list[float]], journal_archs: list[set[str]]) -> dict:
-    """Print and return `held_out_discount` of feature ``name`` for every supernet group."""
-    if name not in features[0]:
-        sys.exit(f"ranking_features.py: --discount {name!r} is no feature; expected one of: {', '.join(features[0])}")
+def discount_draws(name: str, known: dict[str, float], archs: list[str], journal_archs: list[set[str]]) -> list[list[str]]:
+    """Check ``--discount name`` against the ``known`` features before any output, and split
+    ``archs`` into disjoint draws, one per journal (an arch in several counts in the first)."""
+    if name not in known:
+        sys.exit(f"ranking_features.py: --discount {name!r} is no feature; expected one of: {', '.join(known)}")
     draws, seen = [], set()
-    for journal in journal_archs:  # disjoint draws: an arch in several journals counts in the first
+    for journal in journal_archs:
         draw = [a for a in archs if a in journal and a not in seen]
         seen.update(draw)
         if len(draw) >= 3:
             draws.append(draw)
     if len(draws) < 2:
         sys.exit(f"ranking_features.py: --discount needs archs from at least 2 journals (draws), 3 or more each; got {len(draws)}")
+    return draws
+
+
+def discount_report(name: str, archs: list[str], features: list[dict[str, float]], standalone: list[float],
+                    by_group: dict[str, list[float]], draws: list[list[str]]) -> dict:
+    """Print and return `held_out_discount` of feature ``name`` for every supernet group."""
     feature = {a: f[name] for a, f in zip(archs, features)}
     sa = dict(zip(archs, standalone))
     report = {"feature": name, "groups": {}}
