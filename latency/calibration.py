@@ -17,6 +17,11 @@ LUT loader refuses anything else): a stage model with a non-positive slope
 is not considered, and when the total model's slope comes out non-positive
 (measurement noise larger than the spread of the archs' block sums) the
 total model is fitted through the origin (b = 0), whose slope is positive.
+Predictions must also stay positive below the calibration archs: a line
+fitted on archs that span 0.9..1.6 ms can cross zero before the space's
+fastest arch, which the predictor then refuses (and a search would accept
+archs at "-0.01 ms"). A model that predicts a non-positive latency for the
+fastest arch is dropped in the same way (total: refitted through the origin).
 Calibration archs are chosen to span the latency range (`stratified_archs`):
 uniformly sampled archs cluster within a few percent of each other and
 would leave the slope undetermined.
@@ -118,8 +123,17 @@ def _weighted_fit(features: np.ndarray, measured: np.ndarray, intercept: bool = 
     return _Fit(coef, float(np.mean(np.abs(rel_err)) * 100), float(np.mean(np.abs(loo)) * 100))
 
 
-def fit_calibration(raw_total: Sequence[float], raw_stages: Sequence[Sequence[float]], measured: Sequence[float]) -> Calibration:
-    """Fit both models on K archs (raw block sums vs measured ms) and keep the better one."""
+def fit_calibration(
+    raw_total: Sequence[float],
+    raw_stages: Sequence[Sequence[float]],
+    measured: Sequence[float],
+    fastest: tuple[float, Sequence[float]] | None = None,
+) -> Calibration:
+    """Fit both models on K archs (raw block sums vs measured ms) and keep the better one.
+
+    ``fastest`` is the space's fastest arch as (raw total, raw stage sums):
+    a model must predict a positive latency for it.
+    """
     total = np.asarray(raw_total, dtype=float)
     stages = np.asarray(raw_stages, dtype=float)
     y = np.asarray(measured, dtype=float)
@@ -131,19 +145,22 @@ def fit_calibration(raw_total: Sequence[float], raw_stages: Sequence[Sequence[fl
         raise ValueError("calibration measurements must be positive milliseconds")
     if np.ptp(total) <= 1e-9 * max(1.0, float(np.max(total))):
         raise ValueError("calibration archs all have the same block sum; need archs spanning the latency range")
+    fastest_total, fastest_stages = (float(np.min(total)), np.min(stages, axis=0)) if fastest is None else (
+        float(fastest[0]), np.asarray(fastest[1], dtype=float))
 
     best_total = _weighted_fit(total[:, None], y)
-    if best_total.coef[0] <= 0:
+    if best_total.coef[0] <= 0 or best_total.coef[0] * fastest_total + best_total.coef[1] <= 0:
         best_total = _weighted_fit(total[:, None], y, intercept=False)  # positive: sums and times are
     chosen = Calibration("total", (float(best_total.coef[0]),), float(best_total.coef[1]), len(y),
                          best_total.fit_mape, best_total.loo_mape)
     # The stage model needs clearly more archs than parameters to be trusted.
     if stages.ndim == 2 and stages.shape[1] > 1 and len(y) >= 2 * (stages.shape[1] + 1):
         best_stage = _weighted_fit(stages, y)
+        slopes, offset = best_stage.coef[:-1], best_stage.coef[-1]
+        usable = bool(np.all(slopes > 0)) and float(slopes @ fastest_stages + offset) > 0
         # (The small absolute margin keeps exact fits, both ~0, on the simpler model.)
-        positive = bool(np.all(best_stage.coef[:-1] > 0))
-        if positive and best_stage.loo_mape < STAGE_MODEL_MARGIN * best_total.loo_mape - 1e-6:
-            chosen = Calibration("stage", tuple(float(c) for c in best_stage.coef[:-1]), float(best_stage.coef[-1]),
+        if usable and best_stage.loo_mape < STAGE_MODEL_MARGIN * best_total.loo_mape - 1e-6:
+            chosen = Calibration("stage", tuple(float(c) for c in slopes), float(offset),
                                  len(y), best_stage.fit_mape, best_stage.loo_mape)
     return chosen
 

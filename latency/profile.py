@@ -209,4 +209,7 @@ def fit_lut_calibration(lut: Lut, space: SearchSpace, archs: list[Arch]) -> Cali
         raw_total.append(fixed + sum(per_stage))
         raw_stages.append(per_stage)
         measured.append(lut.network_ms(str(arch)))
-    return fit_calibration(raw_total, raw_stages, measured)
+    fastest_stages = [0.0] * len(space.stages)
+    for i, table in enumerate(tables):
+        fastest_stages[stages[i]] += min(table.values())
+    return fit_calibration(raw_total, raw_stages, measured, fastest=(fixed + sum(fastest_stages), fastest_stages))

@@ -294,3 +294,39 @@ def test_noise_that_would_give_a_negative_slope_falls_back_to_a_proportional_fit
     assert cal.scale[0] == pytest.approx(np.mean(measured / raw), rel=0.01)
     stages = np.column_stack([raw * 0.5, raw * 0.5 + np.array([0.3, -0.3, 0.2, -0.2])])
     assert all(s > 0 for s in fit_calibration(raw, stages, measured).scale)
+
+
+def test_a_line_that_crosses_zero_before_the_fastest_arch_is_refitted_through_the_origin():
+    """Calibration archs at 5..8 ms raw measured on a steep line (2x - 9.5): extrapolated to the
+    space's fastest arch (4.5 ms raw) it predicts -0.5 ms, which the predictor refuses."""
+    raw = np.array([5.0, 6.0, 7.0, 8.0])
+    measured = 2.0 * raw - 9.5
+    steep = fit_calibration(raw, raw[:, None], measured)
+    assert steep.offset == pytest.approx(-9.5)  # fine where only the calibration archs count
+    cal = fit_calibration(raw, raw[:, None], measured, fastest=(4.5, [4.5]))
+    assert cal.model == "total" and cal.offset == 0.0 and cal.scale[0] > 0
+    assert cal.scale[0] * 4.5 > 0
+
+
+def test_a_stage_model_that_predicts_a_negative_fastest_arch_is_not_chosen():
+    rng = np.random.default_rng(3)
+    stages = rng.uniform(4, 10, size=(24, 2))
+    measured = stages @ np.array([2.0, 0.5]) - 6.0  # exact, so the stage model would win
+    assert fit_calibration(stages.sum(1), stages, measured).model == "stage"
+    cal = fit_calibration(stages.sum(1), stages, measured, fastest=(2.0, [1.0, 1.0]))  # 2 + 0.5 - 6 < 0
+    assert cal.model == "total"
+    assert cal.scale[0] * 2.0 + cal.offset > 0
+
+
+def test_a_profiled_calibration_never_predicts_a_non_positive_latency_for_the_fastest_arch(tiny_space):
+    """Networks measured on a steep line that crosses zero between the fastest arch and the
+    calibration archs (noise on a fast machine): the LUT must still load into a predictor."""
+    lut = synthetic_lut(tiny_space)
+    raw = LatencyPredictor(lut, tiny_space)
+    fastest = raw.raw_fixed_ms + sum(min(t.values()) for t in raw.raw_block_ms)
+    archs = [a for a in stratified_archs(tiny_space, raw.raw_block_ms, 12, random.Random(0)) if raw.raw_ms(a) > fastest * 1.05]
+    zero_at = (fastest + min(raw.raw_ms(a) for a in archs)) / 2
+    for arch in archs:
+        lut.networks[str(arch)] = Timing(3.0 * (raw.raw_ms(arch) - zero_at), 0.0, 10, 0.0)
+    lut.calibration = fit_lut_calibration(lut, tiny_space, archs)
+    assert LatencyPredictor(lut, tiny_space).min_ms() > 0
