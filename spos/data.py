@@ -16,6 +16,7 @@ rank, or where a resumed run restarts.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -170,6 +171,18 @@ def set_epoch(dataset: Dataset, epoch: int) -> None:
         dataset = dataset.dataset
     if isinstance(dataset, ImageDataset):
         dataset.epoch = epoch
+
+
+def unaugmented(dataset: Dataset) -> Dataset:
+    """The same samples as ``dataset`` (an `ImageDataset`, maybe inside `Subset` wrappers)
+    without augmentation: the training images as a network is tested on them."""
+    if isinstance(dataset, Subset):
+        return Subset(unaugmented(dataset.dataset), dataset.indices)
+    if isinstance(dataset, ImageDataset):
+        plain = copy.copy(dataset)
+        plain.augment = None
+        return plain
+    raise TypeError(f"expected an ImageDataset or a Subset of one, got {type(dataset).__name__}")
 
 
 # ---- splits --------------------------------------------------------------------

@@ -62,10 +62,12 @@ def evaluation_batches(
 ) -> EvaluationBatches:
     """``recal_batches`` fixed random batches of training images (augmented once, as drawn by
     ``seed``) and the whole scored split in order, all in memory. The search scores on
-    ``search_val``; ``split="test"`` is for diagnostics that must score where no search looked."""
-    from spos.data import fixed_batches  # the data stack (torchvision, sklearn) only when scoring real data
+    ``search_val``; ``split="test"`` is for diagnostics that must score where no search looked,
+    and ``split="train"`` (the training images, unaugmented) for ones that ask what scoring on
+    more images would change."""
+    from spos.data import fixed_batches, unaugmented  # the data stack (torchvision, sklearn) only when scoring real data
 
-    scored = {"search_val": splits.search_val, "test": splits.test}
+    scored = {"search_val": splits.search_val, "test": splits.test, "train": unaugmented(splits.train)}
     if split not in scored:
         raise ValueError(f"split {split!r}: expected one of {', '.join(scored)}")
     recal = [images for images, _ in fixed_batches(splits.train, recal_batches, batch_size, seed)]

@@ -168,5 +168,23 @@ def test_evaluation_batches_score_search_val_or_on_request_the_test_split():
     assert sum(len(y) for _, y in searched.validation) == len(splits.search_val)
     assert sum(len(y) for _, y in held_out.validation) == len(splits.test)
     assert all(torch.equal(a, b) for a, b in zip(searched.recalibration, held_out.recalibration))
-    with pytest.raises(ValueError, match=r"split 'train': expected one of search_val, test"):
-        evaluation_batches(splits, 2, 16, split="train")
+    with pytest.raises(ValueError, match=r"split 'val': expected one of search_val, test, train"):
+        evaluation_batches(splits, 2, 16, split="val")
+
+
+def test_the_train_split_is_scored_on_the_training_images_without_augmentation():
+    from spos.data import set_epoch, unaugmented
+    from spos.evaluate import evaluation_batches
+
+    splits = load_data(DataConfig("digits", input_size=8, in_channels=1, search_val_per_class=5, augment=True))
+    scored = evaluation_batches(splits, 2, 16, split="train")
+    images = torch.cat([x for x, _ in scored.validation])
+    assert len(images) == len(splits.train)
+    plain = unaugmented(splits.train)
+    for epoch in (0, 3):  # an augmented draw differs from epoch to epoch; the scored images do not
+        set_epoch(splits.train, epoch)
+        assert torch.equal(images[7], plain[7][0])
+    assert not all(torch.equal(splits.train[i][0], plain[i][0]) for i in range(20))
+    assert splits.train.dataset.augment is not None  # the training split itself keeps its augmentation
+    with pytest.raises(TypeError, match="expected an ImageDataset or a Subset of one, got list"):
+        unaugmented([1, 2])
