@@ -127,13 +127,16 @@ def stratified_by_flops(space: SearchSpace, count: int, rng: random.Random, pool
     large sorted pool spreads the sample from the cheapest to the largest, so
     the correlation covers the whole space rather than one crowded band.
     """
+    if count < 1:
+        raise ValueError(f"num_archs: expected at least 1 arch to draw, got {count}")
     costs = CostModel(space)
     pool = {str(a): a for a in (sample_uniform(space, rng) for _ in range(count * pool_factor))}
     ranked = sorted(pool.values(), key=lambda a: (costs(a).flops, str(a)))
     if len(ranked) < count:
         raise ValueError(f"num_archs: the space has only {len(ranked)} distinct archs in a draw; expected {count}")
-    picks = [ranked[round(i * (len(ranked) - 1) / (count - 1))] for i in range(count)]
-    return picks
+    if count == 1:
+        return [ranked[(len(ranked) - 1) // 2]]  # the median
+    return [ranked[round(i * (len(ranked) - 1) / (count - 1))] for i in range(count)]
 
 
 def rank_correlation(xs: list[float], ys: list[float]) -> tuple[float, float]:

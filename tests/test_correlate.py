@@ -57,6 +57,17 @@ def test_stratified_archs_span_the_flops_range(tiny_space):
     assert flops[0] - low < 0.2 * (high - low) and high - flops[-1] < 0.2 * (high - low)
 
 
+def test_one_arch_is_the_median_of_the_draw_and_none_is_refused(tiny_space):
+    import random
+
+    (one,) = stratified_by_flops(tiny_space, 1, random.Random(0))
+    costs = CostModel(tiny_space)
+    pool = [costs(a).flops for a in stratified_by_flops(tiny_space, 49, random.Random(0))]
+    assert min(pool) < costs(one).flops < max(pool)
+    with pytest.raises(ValueError, match="expected at least 1 arch to draw, got 0"):
+        stratified_by_flops(tiny_space, 0, random.Random(0))
+
+
 def test_rank_correlation_matches_definitions():
     tau, rho = rank_correlation([0.1, 0.2, 0.3, 0.4], [0.5, 0.4, 0.7, 0.9])
     # pairs: 6, discordant: (1,2) only -> tau = (5 - 1) / 6
