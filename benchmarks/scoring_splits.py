@@ -119,22 +119,27 @@ def arch_score(results: dict, scored_on: str, metric: str) -> float:
     return torch.cat([results[split][key].float() for split in scored_on.split("+")]).mean().item()
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
-    supernets, draws = labelled(a.supernet, "--supernet"), labelled(a.draw, "--draw")
+def parse_draws(specs: list[str]) -> list[tuple[str, str]]:
+    """``N=JOURNAL`` specs of ``--draw``: N is the earlier run's --num-archs."""
+    draws = labelled(specs, "--draw")
     not_counts = [label for label, _ in draws if not label.isdigit() or int(label) < 1]
     if not_counts:
         raise ValueError(f"--draw {not_counts[0]}=...: expected the run's --num-archs (a number >= 1) as the label")
+    return draws
+
+
+def drawn_archs(space, draws: list[tuple[str, str]], seed: int) -> tuple[list, dict[str, dict[str, float]]]:
+    """The archs of the ``(N, journal)`` draws (each arch once, in draw order), and the truths to rank
+    them against: per draw, each arch's mean stand-alone run in that draw's journal; "pooled", the
+    mean of all its runs in every journal."""
     references = {label: reference_runs(Path(journal)) for label, journal in draws}
-    space = load_supernet(supernets[0][1]).space
-    drawn = {label: stratified_by_flops(space, int(label), random.Random(a.seed)) for label, _ in draws}
+    drawn = {label: stratified_by_flops(space, int(label), random.Random(seed)) for label, _ in draws}
     for label, archs in drawn.items():
         missing = [str(x) for x in archs if str(x) not in references[label]]
         if missing:
             raise ValueError(f"--draw {label}: draws {len(missing)} arch(s) its journal does not hold (first: "
                              f"{missing[0]}); expected the same space, --num-archs and --seed as that run")
     archs = list({str(x): x for archs in drawn.values() for x in archs}.values())
-    # Pooled: each arch against the mean of all its runs, whichever draws hold them.
     pooled: dict[str, list[float]] = {}
     for runs in references.values():
         for arch, by_seed in runs.items():
@@ -142,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     truths = {label: {str(x): statistics.mean(references[label][str(x)].values()) for x in drawn[label]}
               for label in drawn}
     truths["pooled"] = {str(x): statistics.mean(pooled[str(x)]) for x in archs}
+    return archs, truths
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
+    archs, truths = drawn_archs(load_supernet(supernets[0][1]).space, draws, a.seed)
 
     splits = load_data(load_supernet(supernets[0][1]).config.data)
     batches = {split: evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500, split=split)

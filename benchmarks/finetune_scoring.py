@@ -1,0 +1,173 @@
+"""Does a short fine-tune of each path before scoring rank archs better than inherited weights?
+
+The supernet score uses a path's inherited weights as they are (BN recalibrated), and
+those weights were trained to work in every path that shares them. This benchmark also
+fine-tunes each arch's static copy for ``--steps`` SGD steps (the same augmented training
+batches for every arch, cosine from ``--lr`` to 0, momentum 0.9, weight decay 3e-4,
+Nesterov), recalibrates BN and scores it on search-val. It reports both scores' Kendall tau
+against the mean of each draw's stand-alone runs, per draw and pooled over all drawn archs,
+for each supernet and on average, and how well the supernets agree with each other each way.
+
+Results are kept per supernet in ``--cache`` (one JSON line per arch and score, resumable):
+
+    python benchmarks/finetune_scoring.py --steps 100 --lr 0.02 \\
+        --draw 10=benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
+        --draw 20=benchmarks/results/cifar10-small/standalone-20archs-3seeds.jsonl \\
+        --supernet nested-s0=runs/c10s/supernet.pt --cache runs/finetune-scoring --out runs/finetune-scoring.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws  # noqa: E402
+from spos.atomic import write_json_atomic  # noqa: E402
+from spos.bn import recalibrate_bn, top1_accuracy  # noqa: E402
+from spos.checkpoint import load_supernet  # noqa: E402
+from spos.correlate import rank_correlation  # noqa: E402
+from spos.data import fixed_batches, load_data, set_epoch  # noqa: E402
+from spos.evaluate import evaluation_batches  # noqa: E402
+from spos.readers import read_jsonl  # noqa: E402
+
+SCORES = ("inherited", "finetuned")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--supernet", action="append", required=True, metavar="NAME=S.pt",
+                   help="a supernet to score, with its label (repeat for several)")
+    p.add_argument("--draw", action="append", required=True, metavar="N=JOURNAL",
+                   help="an earlier `spos correlate --num-archs N` run's standalone.jsonl (repeat for several draws)")
+    p.add_argument("--steps", type=int, default=100, help="fine-tuning steps per arch")
+    p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (cosine to 0)")
+    p.add_argument("--seed", type=int, default=0, help="those runs' --seed (arch draw and recalibration batches)")
+    p.add_argument("--recal-batches", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--cache", type=Path, required=True, help="folder of per-supernet results (resumable)")
+    p.add_argument("--out", type=Path, help="write the taus as JSON")
+    return p.parse_args(argv)
+
+
+def training_batches(splits, steps: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` augmented training batches, a fresh augmentation draw per pass over the split."""
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    epoch, per_epoch = 0, len(splits.train) // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"--batch-size {batch_size}: larger than the {len(splits.train)} training images")
+    while len(batches) < steps:
+        set_epoch(splits.train, epoch)
+        batches += fixed_batches(splits.train, min(per_epoch, steps - len(batches)), batch_size, 1 + epoch)
+        epoch += 1
+    set_epoch(splits.train, 0)
+    return batches
+
+
+def finetune(net: torch.nn.Module, batches, lr: float) -> None:
+    """SGD over ``batches`` (one step each), lr cosine from ``lr`` to 0."""
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=3e-4, nesterov=True)
+    for step, (images, labels) in enumerate(batches):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / len(batches)))
+        loss = F.cross_entropy(net(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def score(net: torch.nn.Module, recalibration, validation) -> float:
+    with torch.no_grad():
+        recalibrate_bn(net, recalibration)
+        return top1_accuracy(net, validation)
+
+
+def read_cache(path: Path) -> dict[str, dict[str, float]]:
+    """``arch -> {score name: top-1}`` of the lines written so far."""
+    results: dict[str, dict[str, float]] = {}
+    if path.exists():
+        for record in read_jsonl(path, "finetune-scoring cache"):
+            results.setdefault(record["arch"], {}).update({k: v for k, v in record.items() if k in SCORES})
+    return results
+
+
+def score_supernet(name: str, path: str, archs, batches, train, lr: float, cache_path: Path) -> dict:
+    """``arch -> {"inherited": top-1, "finetuned": top-1}``, scored where ``cache_path`` lacks them."""
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    results = read_cache(cache_path)
+    loaded = load_supernet(path)
+    layout = torch.channels_last if loaded.config.channels_last else torch.contiguous_format
+    scored = batches.to(torch.device("cpu"), layout)
+    train = [(images.to(memory_format=layout), labels) for images, labels in train]
+    supernet, start = loaded.supernet.eval(), time.perf_counter()
+    for i, arch in enumerate(archs, 1):
+        have = results.get(str(arch), {})
+        record = {}
+        if "finetuned" not in have:
+            torch.manual_seed(0)  # the same dropout draws for every arch
+            net = supernet.subnet(arch).to(memory_format=layout)
+            finetune(net, train, lr)
+            record["finetuned"] = score(net, scored.recalibration, scored.validation)
+        if "inherited" not in have:
+            record["inherited"] = score(supernet.subnet(arch).to(memory_format=layout), scored.recalibration, scored.validation)
+        if record:
+            with cache_path.open("a") as f:  # a line per arch: a stop loses at most the arch being scored
+                f.write(json.dumps({"arch": str(arch), **record}) + "\n")
+            results.setdefault(str(arch), {}).update(record)
+            print(f"{name}: {i}/{len(archs)} archs scored ({time.perf_counter() - start:.0f} s)", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.steps < 1 or not a.lr > 0:
+        raise ValueError(f"--steps {a.steps} --lr {a.lr}: expected at least one step and a positive learning rate")
+    supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
+    loaded = load_supernet(supernets[0][1])
+    archs, truths = drawn_archs(loaded.space, draws, a.seed)
+    splits = load_data(loaded.config.data)
+    batches = evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500)
+    train = training_batches(splits, a.steps, a.batch_size)
+    results = {name: score_supernet(name, path, archs, batches, train, a.lr, a.cache / f"{name}-ft{a.steps}-lr{a.lr}.jsonl")
+               for name, path in supernets}
+    taus = {group: {kind: {name: rank_correlation([results[name][arch][kind] for arch in truth], list(truth.values()))[0]
+                           for name in results} for kind in SCORES} for group, truth in truths.items()}
+    agreement = {kind: {f"{s}/{t}": rank_correlation([results[s][str(x)][kind] for x in archs],
+                                                     [results[t][str(x)][kind] for x in archs])[0]
+                        for s, t in itertools.combinations(results, 2)} for kind in SCORES}
+    names = list(results)
+    print(f"{'archs':>6} {'score':<10}" + "".join(f"{n[:12]:>13}" for n in names) + "   mean")
+    for group, by_kind in taus.items():
+        for kind, by_name in by_kind.items():
+            print(f"{group:>6} {kind:<10}" + "".join(f"{by_name[n]:13.2f}" for n in names)
+                  + f"   {statistics.mean(by_name.values()):.3f}")
+    for kind, pairs in agreement.items():
+        if pairs:
+            print(f"supernets agree with each other ({kind}, all {len(archs)} archs): mean "
+                  f"{statistics.mean(pairs.values()):.2f} ({', '.join(f'{p} {t:.2f}' for p, t in pairs.items())})")
+    if a.out:
+        write_json_atomic(a.out, {
+            "draws": dict(draws), "seed": a.seed, "steps": a.steps, "lr": a.lr, "supernets": dict(supernets),
+            "kendall_tau": taus, "supernet_agreement_tau": agreement,
+            "mean_tau": {g: {k: statistics.mean(v.values()) for k, v in by_kind.items()} for g, by_kind in taus.items()},
+            "top1": results})
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (OSError, ValueError) as error:  # a missing journal or supernet: one line
+        sys.exit(f"finetune_scoring.py: {error}")
