@@ -132,7 +132,8 @@ def fit_calibration(
     """Fit both models on K archs (raw block sums vs measured ms) and keep the better one.
 
     ``fastest`` is the space's fastest arch as (raw total, raw stage sums):
-    a model must predict a positive latency for it.
+    a model must predict a positive latency for it (default: the calibration
+    archs' smallest sums).
     """
     total = np.asarray(raw_total, dtype=float)
     stages = np.asarray(raw_stages, dtype=float)

@@ -67,11 +67,15 @@ def evaluation_batches(
     more images would change."""
     from spos.data import fixed_batches, unaugmented  # the data stack (torchvision, sklearn) only when scoring real data
 
-    scored = {"search_val": splits.search_val, "test": splits.test, "train": unaugmented(splits.train)}
+    scored = {  # built on request: only "train" needs an unaugmented view of the training set
+        "search_val": lambda: splits.search_val,
+        "test": lambda: splits.test,
+        "train": lambda: unaugmented(splits.train),
+    }
     if split not in scored:
         raise ValueError(f"split {split!r}: expected one of {', '.join(scored)}")
     recal = [images for images, _ in fixed_batches(splits.train, recal_batches, batch_size, seed)]
-    return EvaluationBatches(recal, in_order(scored[split], val_batch_size or batch_size))
+    return EvaluationBatches(recal, in_order(scored[split](), val_batch_size or batch_size))
 
 
 class CandidateEvaluator:
