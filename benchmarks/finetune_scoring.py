@@ -98,7 +98,10 @@ def read_cache(path: Path) -> dict[str, dict[str, float]]:
     """``arch -> {score name: top-1}`` of the lines written so far."""
     results: dict[str, dict[str, float]] = {}
     if path.exists():
-        for record in read_jsonl(path, "finetune-scoring cache"):
+        for number, record in enumerate(read_jsonl(path, "finetune-scoring cache"), 1):
+            if not isinstance(record, dict) or not isinstance(record.get("arch"), str):
+                raise ValueError(f"{path}: line {number} is {record!r}; expected {{'arch': ..., 'finetuned' or "
+                                 "'inherited': top-1}")
             results.setdefault(record["arch"], {}).update({k: v for k, v in record.items() if k in SCORES})
     return results
 

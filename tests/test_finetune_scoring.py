@@ -79,3 +79,10 @@ def test_scores_both_ways_against_each_draw_and_resumes(supernet_file, tmp_path,
 def test_a_run_without_steps_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--steps 0 --lr 0.02: expected at least one step"):
         scoring.main(["--supernet", "a=s.pt", "--draw", "3=x.jsonl", "--cache", str(tmp_path), "--steps", "0"])
+
+
+def test_a_damaged_cache_line_is_refused_naming_it(tmp_path):
+    cache = tmp_path / "a.jsonl"
+    cache.write_text('{"arch": "0:0", "finetuned": 0.5}\n[1, 2]\n{"arch": "0:1"}\n')
+    with pytest.raises(ValueError, match=r"line 2 is \[1, 2\]; expected"):
+        scoring.read_cache(cache)
