@@ -33,31 +33,21 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws  # noqa: E402
+from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws, scoring_parser  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
-from spos.bn import recalibrate_bn, top1_accuracy  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
 from spos.correlate import rank_correlation  # noqa: E402
 from spos.data import fixed_batches, load_data, set_epoch  # noqa: E402
-from spos.evaluate import evaluation_batches  # noqa: E402
+from spos.evaluate import evaluation_batches, recalibrated_top1  # noqa: E402
 from spos.readers import read_jsonl  # noqa: E402
 
 SCORES = ("inherited", "finetuned")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--supernet", action="append", required=True, metavar="NAME=S.pt",
-                   help="a supernet to score, with its label (repeat for several)")
-    p.add_argument("--draw", action="append", required=True, metavar="N=JOURNAL",
-                   help="an earlier `spos correlate --num-archs N` run's standalone.jsonl (repeat for several draws)")
+    p = scoring_parser(__doc__.split("\n\n")[0], "folder of per-supernet results (resumable)")
     p.add_argument("--steps", type=int, default=100, help="fine-tuning steps per arch")
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (cosine to 0)")
-    p.add_argument("--seed", type=int, default=0, help="those runs' --seed (arch draw and recalibration batches)")
-    p.add_argument("--recal-batches", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--cache", type=Path, required=True, help="folder of per-supernet results (resumable)")
-    p.add_argument("--out", type=Path, help="write the taus as JSON")
     return p.parse_args(argv)
 
 
@@ -88,12 +78,6 @@ def finetune(net: torch.nn.Module, batches, lr: float) -> None:
         optimizer.step()
 
 
-def score(net: torch.nn.Module, recalibration, validation) -> float:
-    with torch.no_grad():
-        recalibrate_bn(net, recalibration)
-        return top1_accuracy(net, validation)
-
-
 def read_cache(path: Path) -> dict[str, dict[str, float]]:
     """``arch -> {score name: top-1}`` of the lines written so far."""
     results: dict[str, dict[str, float]] = {}
@@ -122,9 +106,9 @@ def score_supernet(name: str, path: str, archs, batches, train, lr: float, cache
             torch.manual_seed(0)  # the same dropout draws for every arch
             net = supernet.subnet(arch).to(memory_format=layout)
             finetune(net, train, lr)
-            record["finetuned"] = score(net, scored.recalibration, scored.validation)
+            record["finetuned"] = recalibrated_top1(net, scored)
         if "inherited" not in have:
-            record["inherited"] = score(supernet.subnet(arch).to(memory_format=layout), scored.recalibration, scored.validation)
+            record["inherited"] = recalibrated_top1(supernet.subnet(arch).to(memory_format=layout), scored)
         if record:
             with cache_path.open("a") as f:  # a line per arch: a stop loses at most the arch being scored
                 f.write(json.dumps({"arch": str(arch), **record}) + "\n")

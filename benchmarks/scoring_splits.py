@@ -38,7 +38,7 @@ from torch.nn import functional as F  # noqa: E402
 from benchmarks.ranking_across_supernets import reference_runs  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.bn import recalibrate_bn  # noqa: E402
-from spos.checkpoint import load_supernet  # noqa: E402
+from spos.checkpoint import load_supernet, save_atomic  # noqa: E402
 from spos.correlate import rank_correlation, stratified_by_flops  # noqa: E402
 from spos.data import load_data  # noqa: E402
 from spos.evaluate import evaluation_batches  # noqa: E402
@@ -49,8 +49,9 @@ SCORED_ON = ("search_val", "train", "search_val+train", "test")
 METRICS = ("top1", "logp")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def scoring_parser(description: str, cache_help: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that score earlier `spos correlate` draws on several supernets."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--supernet", action="append", required=True, metavar="NAME=S.pt",
                    help="a supernet to score, with its label (repeat for several)")
     p.add_argument("--draw", action="append", required=True, metavar="N=JOURNAL",
@@ -58,9 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="those runs' --seed (arch draw and recalibration batches)")
     p.add_argument("--recal-batches", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--cache", type=Path, required=True, help="folder of per-supernet per-image results (resumable)")
+    p.add_argument("--cache", type=Path, required=True, help=cache_help)
     p.add_argument("--out", type=Path, help="write the taus as JSON")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return scoring_parser(__doc__.split("\n\n")[0], "folder of per-supernet per-image results (resumable)").parse_args(argv)
 
 
 def labelled(specs: list[str], flag: str) -> list[tuple[str, str]]:
@@ -105,10 +110,7 @@ def score_supernet(name: str, path: str, archs, batches: dict, cache_dir: Path) 
         net = supernet.subnet(arch).to(memory_format=layout)
         recalibrate_bn(net, scored["search_val"].recalibration)  # one recalibration, every split scored after it
         cache["per_arch"][str(arch)] = {split: per_image(net, b.validation) for split, b in scored.items()}
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_path.with_suffix(".pt.tmp")
-        torch.save(cache, partial)
-        partial.replace(cache_path)
+        save_atomic(cache, cache_path)
         print(f"{name}: {i}/{len(archs)} archs scored ({time.perf_counter() - start:.0f} s)", flush=True)
     return cache["per_arch"]
 
@@ -153,9 +155,10 @@ def drawn_archs(space, draws: list[tuple[str, str]], seed: int) -> tuple[list, d
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
-    archs, truths = drawn_archs(load_supernet(supernets[0][1]).space, draws, a.seed)
+    first = load_supernet(supernets[0][1])  # the draws' space and data (every supernet shares them)
+    archs, truths = drawn_archs(first.space, draws, a.seed)
 
-    splits = load_data(load_supernet(supernets[0][1]).config.data)
+    splits = load_data(first.config.data)
     batches = {split: evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500, split=split)
                for split in SPLITS}
     taus: dict[str, dict[str, dict[str, float]]] = {}

@@ -78,6 +78,14 @@ def evaluation_batches(
     return EvaluationBatches(recal, in_order(scored[split](), val_batch_size or batch_size))
 
 
+@torch.no_grad()
+def recalibrated_top1(net: torch.nn.Module, batches: EvaluationBatches) -> float:
+    """Top-1 of ``net`` on ``batches.validation`` after recalibrating its BN statistics on
+    ``batches.recalibration`` (the candidate score)."""
+    recalibrate_bn(net, batches.recalibration)
+    return top1_accuracy(net, batches.validation)
+
+
 class CandidateEvaluator:
     """``arch -> top-1 accuracy`` of the supernet's path after BN recalibration, on ``device``.
 
@@ -101,9 +109,7 @@ class CandidateEvaluator:
     def __call__(self, arch: Arch) -> float:
         # A static copy per candidate (built on the supernet's device): recalibration
         # then never touches the shared supernet statistics, and scoring runs plain convolutions.
-        net = self.supernet.subnet(arch).to(memory_format=self.memory_format)
-        recalibrate_bn(net, self.batches.recalibration)
-        return top1_accuracy(net, self.batches.validation)
+        return recalibrated_top1(self.supernet.subnet(arch).to(memory_format=self.memory_format), self.batches)
 
 
 class ScoreCache:

@@ -15,7 +15,7 @@ from spos.correlate import stratified_by_flops
 from spos.data import DataConfig, load_data
 from tests.conftest import ROOT
 from tests.test_correlate import supernet_file  # noqa: F401  (a fixture)
-from tests.test_ranking_across_supernets import write_journal
+from tests.test_scoring_splits import two_draws
 
 spec = importlib.util.spec_from_file_location("finetune_scoring", ROOT / "benchmarks/finetune_scoring.py")
 scoring = importlib.util.module_from_spec(spec)
@@ -46,12 +46,9 @@ def test_fine_tuning_changes_the_weights_and_not_the_supernet(supernet_file, tmp
 
 
 def test_scores_both_ways_against_each_draw_and_resumes(supernet_file, tmp_path, capsys):  # noqa: F811
-    space = load_supernet(supernet_file).space
-    draws = {n: [str(a) for a in stratified_by_flops(space, n, random.Random(0))] for n in (3, 4)}
-    for n, archs in draws.items():
-        write_journal(tmp_path / f"sa{n}.jsonl", {arch: [0.5 + 0.1 * i, 0.52 + 0.1 * i] for i, arch in enumerate(archs)})
+    draws, draw_args = two_draws(supernet_file, tmp_path)
     out, cache = tmp_path / "ft.json", tmp_path / "cache"
-    args = ["--draw", f"3={tmp_path / 'sa3.jsonl'}", "--draw", f"4={tmp_path / 'sa4.jsonl'}", "--steps", "2",
+    args = [*draw_args, "--steps", "2",
             "--recal-batches", "1", "--batch-size", "16", "--supernet", f"a={supernet_file}",
             "--supernet", f"b={supernet_file}", "--cache", str(cache), "--out", str(out)]
     assert scoring.main(args) == 0

@@ -30,13 +30,20 @@ def test_an_arch_score_pools_the_images_of_the_named_splits():
     assert scoring.arch_score(results, "search_val+train", "logp") == pytest.approx(-2.0 / 6)
 
 
-def test_scores_every_split_per_draw_and_pooled_and_resumes_from_the_cache(supernet_file, tmp_path, capsys):  # noqa: F811
+def two_draws(supernet_file, folder) -> tuple[dict[int, list[str]], list[str]]:
+    """Journals of a 3-arch and a 4-arch draw (stand-alone top-1 rising with the arch's place
+    in its draw: 0.51, 0.61, ..), and the --draw options naming them."""
     space = load_supernet(supernet_file).space
     draws = {n: [str(a) for a in stratified_by_flops(space, n, random.Random(0))] for n in (3, 4)}
     for n, archs in draws.items():
-        write_journal(tmp_path / f"sa{n}.jsonl", {arch: [0.5 + 0.1 * i, 0.52 + 0.1 * i] for i, arch in enumerate(archs)})
+        write_journal(folder / f"sa{n}.jsonl", {arch: [0.5 + 0.1 * i, 0.52 + 0.1 * i] for i, arch in enumerate(archs)})
+    return draws, ["--draw", f"3={folder / 'sa3.jsonl'}", "--draw", f"4={folder / 'sa4.jsonl'}"]
+
+
+def test_scores_every_split_per_draw_and_pooled_and_resumes_from_the_cache(supernet_file, tmp_path, capsys):  # noqa: F811
+    draws, draw_args = two_draws(supernet_file, tmp_path)
     out, cache = tmp_path / "splits.json", tmp_path / "cache"
-    args = ["--draw", f"3={tmp_path / 'sa3.jsonl'}", "--draw", f"4={tmp_path / 'sa4.jsonl'}", "--recal-batches", "1",
+    args = [*draw_args, "--recal-batches", "1",
             "--batch-size", "16", "--supernet", f"a={supernet_file}", "--cache", str(cache), "--out", str(out)]
     assert scoring.main(args) == 0
     union = list(dict.fromkeys(draws[3] + draws[4]))
