@@ -38,7 +38,7 @@ from torch.nn import functional as F  # noqa: E402
 from benchmarks.ranking_across_supernets import reference_runs  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.bn import recalibrate_bn  # noqa: E402
-from spos.checkpoint import load_supernet, save_atomic  # noqa: E402
+from spos.checkpoint import load_checkpoint, load_supernet, save_atomic  # noqa: E402
 from spos.correlate import rank_correlation, stratified_by_flops  # noqa: E402
 from spos.data import load_data  # noqa: E402
 from spos.evaluate import evaluation_batches  # noqa: E402
@@ -80,7 +80,7 @@ def load_cache(path: Path, supernet: str, archs: list[str]) -> dict:
     """The per-image results scored so far for ``supernet`` over ``archs`` (empty if none)."""
     if not path.exists():
         return {"supernet": supernet, "archs": archs, "per_arch": {}}
-    cached = torch.load(path)
+    cached = load_checkpoint(path, "scoring cache")  # a damaged or foreign file: one line naming it
     if cached.get("archs") != archs:
         raise ValueError(f"{path} holds other archs than this run draws; expected a cache of the same draws, "
                          "or another --cache folder")

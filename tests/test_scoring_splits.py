@@ -66,6 +66,9 @@ def test_scores_every_split_per_draw_and_pooled_and_resumes_from_the_cache(super
     torch.save({"archs": ["0:0"], "per_arch": {}}, cache / "a.pt")
     with pytest.raises(ValueError, match="holds other archs"):
         scoring.main(args)
+    (cache / "a.pt").write_text("not a torch file")
+    with pytest.raises(ValueError, match="a.pt: not a readable scoring cache"):
+        scoring.main(args)
 
 
 @pytest.mark.parametrize("flag, value, message", [
