@@ -56,6 +56,9 @@ def in_order(dataset: Dataset, batch_size: int) -> list[Batch]:
     return batches
 
 
+SCORED_SPLITS = ("search_val", "test", "train")  # what `evaluation_batches` can score on
+
+
 def evaluation_batches(
     splits: DataSplits, recal_batches: int, batch_size: int, seed: int = 0, val_batch_size: int | None = None,
     split: str = "search_val",
@@ -67,15 +70,11 @@ def evaluation_batches(
     more images would change."""
     from spos.data import fixed_batches, unaugmented  # the data stack (torchvision, sklearn) only when scoring real data
 
-    scored = {  # built on request: only "train" needs an unaugmented view of the training set
-        "search_val": lambda: splits.search_val,
-        "test": lambda: splits.test,
-        "train": lambda: unaugmented(splits.train),
-    }
-    if split not in scored:
-        raise ValueError(f"split {split!r}: expected one of {', '.join(scored)}")
+    if split not in SCORED_SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(SCORED_SPLITS)}")
+    scored = unaugmented(splits.train) if split == "train" else getattr(splits, split)
     recal = [images for images, _ in fixed_batches(splits.train, recal_batches, batch_size, seed)]
-    return EvaluationBatches(recal, in_order(scored[split](), val_batch_size or batch_size))
+    return EvaluationBatches(recal, in_order(scored, val_batch_size or batch_size))
 
 
 @torch.no_grad()
