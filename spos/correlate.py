@@ -186,7 +186,7 @@ def correlate(
     identity = {"supernet_sha256": supernet_sha256, "space_hash": loaded.space.hash, **asdict(settings)}
     points = _start_or_resume(loaded, out_dir, identity, settings, resume, say)
     seeds = settings.standalone_seed_list
-    configs = {seed: _standalone_config(loaded, settings, seed) for seed in seeds}
+    configs = {seed: standalone_config(loaded.config, settings.steps, seed) for seed in seeds}
     keys = {seed: standalone_key(config) for seed, config in configs.items()}
     journal = out_dir / JOURNAL_NAME
     done = _finished_runs(journal, settings.seed)
@@ -194,10 +194,12 @@ def correlate(
         _reuse_runs(reused_journal, journal, points, keys, done, say)
     pending = [StandaloneRun(index, point.arch, seed) for index, point in enumerate(points) for seed in seeds
                if (point.arch, seed) not in done]
-    for count, (run, top1) in enumerate(_train_standalone(pending, configs, out_dir, settings, jobs, say), 1):
+    run_dirs = {run: out_dir / "standalone" / (f"{run.index:03d}" if run.seed == settings.seed
+                                               else f"{run.index:03d}-seed{run.seed}") for run in pending}
+    for count, (run, top1) in enumerate(train_standalone(pending, configs, run_dirs, jobs, say), 1):
         done[run.arch, run.seed] = top1
-        _journal(journal, {"arch": run.arch, "seed": run.seed, "standalone_top1": top1,
-                           "standalone_config": keys[run.seed]})
+        append_record(journal, {"arch": run.arch, "seed": run.seed, "standalone_top1": top1,
+                                "standalone_config": keys[run.seed]})
         say(f"stand-alone {count}/{len(pending)} done: arch {run.index + 1}, seed {run.seed}, top-1 {top1:.4f}")
     finished = tuple(_with_runs(p, [done[p.arch, seed] for seed in seeds]) for p in points)
     scores, accuracies = [p.supernet_top1 for p in finished], [p.standalone_top1 for p in finished]
@@ -220,17 +222,17 @@ class StandaloneRun:
     seed: int
 
 
-def _train_standalone(
-    runs: list[StandaloneRun], configs: dict[int, TrainConfig], out_dir: Path, settings: CorrelateSettings,
-    jobs: int, say: Callable[[str], None],
+def train_standalone(
+    runs: list[StandaloneRun], configs: dict[int, TrainConfig], run_dirs: dict[StandaloneRun, Path], jobs: int,
+    say: Callable[[str], None],
 ) -> Iterator[tuple[StandaloneRun, float]]:
-    """Train ``runs`` and yield each with its test top-1 as it finishes: in this process one after
+    """Train ``runs`` (``configs`` by seed, each into its ``run_dirs`` folder, resuming a checkpoint
+    left there) and yield each with its test top-1 as it finishes: in this process one after
     another, or with ``jobs`` > 1 in a pool of processes (finish order then varies)."""
-    run_dirs = {run: out_dir / "standalone" / (f"{run.index:03d}" if run.seed == settings.seed
-                                               else f"{run.index:03d}-seed{run.seed}") for run in runs}
     if jobs == 1 or len(runs) < 2:
-        for run in runs:
-            say(f"stand-alone {run.index + 1}/{settings.num_archs}, seed {run.seed}: {run.arch} ({settings.steps} steps)")
+        for count, run in enumerate(runs, 1):
+            say(f"stand-alone run {count}/{len(runs)}: arch {run.index + 1}, seed {run.seed}: {run.arch} "
+                f"({configs[run.seed].recipe.steps} steps)")
             yield run, _train_one(run.arch, configs[run.seed], run_dirs[run], show_progress=True)
         return
     import multiprocessing
@@ -271,7 +273,8 @@ def _with_runs(point: ArchPoint, runs: list[float]) -> ArchPoint:
     return replace(point, standalone_top1=sum(runs) / len(runs), standalone_runs=tuple(runs))
 
 
-def _journal(journal: Path, record: dict[str, Any]) -> None:
+def append_record(journal: Path, record: dict[str, Any]) -> None:
+    """Add one finished run to a stand-alone journal."""
     with journal.open("a") as f:  # append-only; a torn last line is skipped on read
         f.write(json.dumps(record) + "\n")
 
@@ -303,19 +306,21 @@ def _reuse_runs(
             unverifiable += 1
         elif seed is not None and record.get("arch") in wanted and (record["arch"], seed) not in done:
             done[record["arch"], seed] = float(record["standalone_top1"])
-            _journal(journal, {**record, "seed": seed, "reused_from": str(source)})
+            append_record(journal, {**record, "seed": seed, "reused_from": str(source)})
             taken += 1
     say(f"reused {taken} stand-alone run(s) from {source}"
         + (f"; {unverifiable} run(s) there record no training config and were not reused" if unverifiable else ""))
 
 
-def _standalone_config(loaded: LoadedSupernet, settings: CorrelateSettings, seed: int) -> TrainConfig:
-    """The supernet's own data and recipe, cut to ``settings.steps`` steps (a fixed, short recipe)."""
-    recipe = loaded.config.recipe
-    short = replace(recipe, steps=settings.steps, epochs=None, warmup_steps=min(recipe.warmup_steps, settings.steps // 10))
-    checkpoint_every = max(1, min(loaded.config.checkpoint_every, settings.steps // 4))
-    return replace(loaded.config, recipe=short, seed=seed, checkpoint_every=checkpoint_every,
-                   eval=replace(loaded.config.eval, every=0))
+def standalone_config(config: TrainConfig, steps: int, seed: int) -> TrainConfig:
+    """A supernet's training ``config`` (its data and recipe) cut to ``steps`` steps: the fixed,
+    short recipe a stand-alone run of `spos correlate` trains with, ``seed`` its training seed."""
+    if steps < 1:
+        raise ValueError(f"steps: expected a positive number of stand-alone training steps, got {steps}")
+    recipe = config.recipe
+    short = replace(recipe, steps=steps, epochs=None, warmup_steps=min(recipe.warmup_steps, steps // 10))
+    checkpoint_every = max(1, min(config.checkpoint_every, steps // 4))
+    return replace(config, recipe=short, seed=seed, checkpoint_every=checkpoint_every, eval=replace(config.eval, every=0))
 
 
 def _start_or_resume(
