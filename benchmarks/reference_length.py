@@ -1,0 +1,188 @@
+"""Does a longer stand-alone reference rank the archs differently, and do supernets rank closer to it?
+
+Compares stand-alone references of different lengths over the same archs (journals of
+`spos correlate` or `benchmarks/standalone_reference.py`) and holds every given supernet's
+scores of those archs (from its `spos correlate` results, so no supernet is needed) against
+each. For each arch draw and for all draws pooled it reports, per reference: the mean
+top-1, how the seeds agree, the seed noise, the archs' spread and the ceiling a perfect
+ranker would be measured at; FLOPs' tau; each supernet's Kendall tau and their mean; and
+the tau between the references themselves. Each reference is the mean of the seeds that
+every arch of the draw has. A file holding several results by name is read as ``FILE#NAME``:
+
+    python benchmarks/reference_length.py \\
+        --draw 10 benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
+        --draw 20 benchmarks/results/cifar10-small/standalone-20archs-3seeds.jsonl \\
+        --reference 1000 10=benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
+                         20=benchmarks/results/cifar10-small/standalone-20archs-3seeds.jsonl \\
+        --reference 2000 benchmarks/results/cifar10-small/standalone-2000steps-h100.jsonl \\
+        --supernet nested-s0 correlation-1000steps.json correlation-20archs-1000steps.json \\
+        --supernet nested-s1 'supernet-seeds-correlations.json#nested-s1/10archs' ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spos.atomic import write_json_atomic  # noqa: E402
+from spos.correlate import rank_correlation, read_standalone_runs  # noqa: E402
+from spos.rank_noise import reference_noise  # noqa: E402
+from spos.readers import read_json  # noqa: E402
+
+POOLED = "pooled"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--draw", nargs=2, action="append", required=True, metavar=("NAME", "JOURNAL"),
+                   help="a draw of archs: its name and a journal holding its archs (repeat per draw)")
+    p.add_argument("--reference", nargs="+", action="append", required=True, metavar=("NAME", "JOURNAL"),
+                   help="a stand-alone reference: its name and the journals of its runs, DRAW=JOURNAL for one "
+                   "draw's alone (repeat per reference)")
+    p.add_argument("--supernet", nargs="+", action="append", required=True, metavar=("NAME", "RESULT"),
+                   help="a supernet: its name and `spos correlate` results scoring the archs, FILE or "
+                   "FILE#NAME for one of several results in FILE (repeat per supernet)")
+    p.add_argument("--out", type=Path, help="write the figures here as JSON")
+    args = p.parse_args(argv)
+    for option in ("reference", "supernet"):
+        short = [group[0] for group in getattr(args, option) if len(group) < 2]
+        if short:
+            p.error(f"--{option} {short[0]}: expected a name followed by at least one file")
+    return args
+
+
+def fail(message: str) -> SystemExit:
+    return SystemExit(f"reference_length: {message}")
+
+
+def journal_runs(paths: list[str]) -> dict[str, dict[int, float]]:
+    """``arch -> seed -> top-1`` over ``paths``; where two journals hold the same run, the first's."""
+    runs: dict[str, dict[int, float]] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise fail(f"{path}: no such journal; expected a standalone.jsonl")
+        for (arch, seed), top1 in read_standalone_runs(path).items():
+            runs.setdefault(arch, {}).setdefault(seed, top1)
+    return runs
+
+
+def draw_journals(specs: list[str], draws: list[str]) -> dict[str, list[str]]:
+    """The journals of one reference for each draw: ``DRAW=JOURNAL`` serves that draw alone,
+    a plain ``JOURNAL`` every draw; the pooled draw reads them all."""
+    by_draw: dict[str, list[str]] = {draw: [] for draw in draws}
+    for spec in specs:
+        draw, sep, path = spec.partition("=")
+        if sep and draw not in by_draw:
+            raise fail(f"--reference {spec}: no --draw {draw!r}; expected one of {', '.join(draws)}")
+        for name in ([draw] if sep else draws):
+            by_draw[name].append(path if sep else spec)
+    by_draw[POOLED] = [spec.partition("=")[2] or spec for spec in specs]
+    return by_draw
+
+
+def supernet_points(specs: list[str]) -> dict[str, dict]:
+    """``arch -> {"score", "flops"}`` from `spos correlate` results (``FILE``, or ``FILE#KEY``: its result KEY)."""
+    points = {}
+    for spec in specs:
+        path, _, key = spec.partition("#")
+        data = read_json(path, "correlate result")
+        if key:
+            if not isinstance(data, dict) or key not in data:
+                raise fail(f"{spec}: no {key!r} in {path}; expected FILE#KEY naming one of its results")
+            data = data[key]
+        if not isinstance(data, dict) or not isinstance(data.get("archs"), list):
+            raise fail(f"{spec}: not a `spos correlate` result (no 'archs' list)")
+        for point in data["archs"]:
+            points[point["arch"]] = {"score": point["supernet_top1"], "flops": point["flops"]}
+    return points
+
+
+def reference_figures(runs: dict[str, dict[int, float]], archs: list[str]) -> dict:
+    """The mean over the seeds every arch has, with how those seeds agree and the ceiling they allow."""
+    seeds = sorted(set.intersection(*(set(runs[a]) for a in archs)))
+    table = [[runs[a][s] for s in seeds] for a in archs]
+    noise = reference_noise(table) if len(seeds) > 1 else None
+    return {
+        "seeds": seeds,
+        "means": [statistics.fmean(row) for row in table],
+        "mean_top1": statistics.fmean(v for row in table for v in row),
+        "seed_agreement_tau": {f"{s}-{t}": rank_correlation([runs[a][s] for a in archs], [runs[a][t] for a in archs])[0]
+                               for s, t in itertools.combinations(seeds, 2)},
+        "seed_sd": noise and noise.seed_sd, "arch_sd": noise and noise.arch_sd,
+        "ceiling_tau": noise and noise.ceiling_tau,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    draws = {name: list(journal_runs([path])) for name, path in args.draw}
+    if POOLED in draws:
+        raise fail(f"--draw {POOLED}: the name is taken by all draws together; expected another")
+    draws[POOLED] = list(dict.fromkeys(a for archs in draws.values() for a in archs))
+    references = {group[0]: {draw: journal_runs(paths) for draw, paths in draw_journals(group[1:], list(draws)[:-1]).items()}
+                  for group in args.reference}
+    supernets = {group[0]: supernet_points(group[1:]) for group in args.supernet}
+    for name, by_draw in references.items():
+        check_covers(f"--reference {name}", by_draw, draws)
+    for name, points in supernets.items():
+        check_covers(f"--supernet {name}", {draw: points for draw in draws}, draws)
+    flops = next(iter(supernets.values()))
+
+    results: dict = {"draws": {name: len(archs) for name, archs in draws.items()}, "by_draw": {}}
+    for draw, archs in draws.items():
+        refs = {name: reference_figures(by_draw[draw], archs) for name, by_draw in references.items()}
+        scores = {name: [points[a]["score"] for a in archs] for name, points in supernets.items()}
+        taus = {ref: {name: rank_correlation(s, refs[ref]["means"])[0] for name, s in scores.items()} for ref in refs}
+        results["by_draw"][draw] = {
+            "references": refs,
+            "between_references": {f"{x} / {y}": rank_correlation(refs[x]["means"], refs[y]["means"])[0]
+                                   for x, y in itertools.combinations(refs, 2)},
+            "flops_tau": {ref: rank_correlation([flops[a]["flops"] for a in archs], refs[ref]["means"])[0] for ref in refs},
+            "supernet_tau": taus,
+            "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
+            "supernets_above": {ref: sum(t[name] > taus[next(iter(refs))][name] for name in t) for ref, t in taus.items()},
+        }
+    print_summary(results, list(references), list(supernets))
+    if args.out:
+        write_json_atomic(args.out, results)
+
+
+def check_covers(option: str, known_by_draw: dict[str, dict], draws: dict[str, list[str]]) -> None:
+    for draw, archs in draws.items():
+        missing = [a for a in archs if a not in known_by_draw[draw]]
+        if missing:
+            raise fail(f"{option} has no {missing[0]} (and {len(missing) - 1} more of draw {draw}'s archs); "
+                       "expected every arch of every --draw")
+
+
+def print_summary(results: dict, references: list[str], supernets: list[str]) -> None:
+    draws = list(results["by_draw"])
+    columns = [f"{ref}:{draw}" for ref in references for draw in draws]
+    print("Kendall tau against each reference (columns: reference:draw)")
+    print(f"{'':<16}" + "".join(f"{c:>12}" for c in columns))
+
+    def row(label: str, value) -> None:
+        cells = [value(ref, results["by_draw"][draw]) for ref in references for draw in draws]
+        print(f"{label:<16}" + "".join(f"{c:>12}" if isinstance(c, str) else f"{c:>12.2f}" for c in cells))
+
+    for name in supernets:
+        row(name, lambda ref, d, name=name: d["supernet_tau"][ref][name])
+    row("mean", lambda ref, d: d["mean_supernet_tau"][ref])
+    row("FLOPs", lambda ref, d: d["flops_tau"][ref])
+    row("ceiling", lambda ref, d: d["references"][ref]["ceiling_tau"] or "-")
+    row("seed sd (pt)", lambda ref, d: 100 * d["references"][ref]["seed_sd"] if d["references"][ref]["seed_sd"] else "-")
+    row("arch sd (pt)", lambda ref, d: 100 * d["references"][ref]["arch_sd"] if d["references"][ref]["arch_sd"] else "-")
+    row("mean top-1 (%)", lambda ref, d: 100 * d["references"][ref]["mean_top1"])
+    for draw in draws:
+        for pair, tau in results["by_draw"][draw]["between_references"].items():
+            print(f"references {pair} on draw {draw}: tau {tau:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""benchmarks/reference_length.py: supernets' committed scores against stand-alone references of two lengths."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+
+import pytest
+
+from spos.correlate import rank_correlation
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("reference_length", ROOT / "benchmarks/reference_length.py")
+reference_length = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference_length)
+
+DRAW_A = ["a1", "a2", "a3", "shared"]
+DRAW_B = ["shared", "b1", "b2", "b3"]
+
+
+def write_journal(path, runs: dict[str, list[float]]):
+    path.write_text("".join(json.dumps({"arch": arch, "seed": seed, "standalone_top1": top1}) + "\n"
+                            for arch, values in runs.items() for seed, top1 in enumerate(values)))
+    return str(path)
+
+
+def correlate_result(archs, scores):
+    return {"archs": [{"arch": a, "supernet_top1": s, "flops": 100 + i} for i, (a, s) in enumerate(zip(archs, scores))]}
+
+
+@pytest.fixture
+def files(tmp_path):
+    short_a = {"a1": [0.60, 0.62], "a2": [0.65, 0.63], "a3": [0.58, 0.61], "shared": [0.70, 0.66]}
+    short_b = {"shared": [0.55, 0.57], "b1": [0.64, 0.60], "b2": [0.59, 0.62], "b3": [0.61, 0.66]}  # shared retrained
+    archs = DRAW_A + DRAW_B[1:]
+    long = {a: [0.70 + 0.01 * ((i * 3) % 7), 0.71 + 0.01 * ((i * 5) % 7)] for i, a in enumerate(archs)}
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps(correlate_result(archs, [0.5, 0.3, 0.4, 0.2, 0.6, 0.1, 0.7])))
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"s/10archs": correlate_result(DRAW_A, [0.1, 0.2, 0.3, 0.4]),
+                                 "s/20archs": correlate_result(DRAW_B, [0.4, 0.7, 0.6, 0.5])}))
+    return {"a": write_journal(tmp_path / "a.jsonl", short_a), "b": write_journal(tmp_path / "b.jsonl", short_b),
+            "long": write_journal(tmp_path / "long.jsonl", long), "flat": str(flat), "named": str(named),
+            "runs": {"short_a": short_a, "short_b": short_b, "long": long}}
+
+
+def args(files, out=None):
+    argv = ["--draw", "10", files["a"], "--draw", "20", files["b"],
+            "--reference", "short", f"10={files['a']}", f"20={files['b']}", "--reference", "long", files["long"],
+            "--supernet", "flat", files["flat"],
+            "--supernet", "named", f"{files['named']}#s/10archs", f"{files['named']}#s/20archs"]
+    return argv + (["--out", str(out)] if out else [])
+
+
+def test_each_draw_is_held_against_its_own_runs_and_the_pool_against_the_first(files, tmp_path, capsys):
+    reference_length.main(args(files, tmp_path / "out.json"))
+    result = json.loads((tmp_path / "out.json").read_text())
+    runs = files["runs"]
+    mean = statistics.fmean
+    by_draw = result["by_draw"]
+    assert result["draws"] == {"10": 4, "20": 4, "pooled": 7}
+    # draw 20 takes the shared arch's runs from its own journal, the pool from the first given
+    assert by_draw["20"]["references"]["short"]["means"][0] == pytest.approx(mean(runs["short_b"]["shared"]))
+    pooled_archs = DRAW_A + DRAW_B[1:]
+    short_pooled = [mean({**runs["short_b"], **runs["short_a"]}[a]) for a in pooled_archs]
+    assert by_draw["pooled"]["references"]["short"]["means"] == pytest.approx(short_pooled)
+    named_20 = [0.4, 0.7, 0.6, 0.5]
+    expected = rank_correlation(named_20, [mean(runs["short_b"][a]) for a in DRAW_B])[0]
+    assert by_draw["20"]["supernet_tau"]["short"]["named"] == pytest.approx(expected)
+    flat_pooled = [0.5, 0.3, 0.4, 0.2, 0.6, 0.1, 0.7]
+    expected = rank_correlation(flat_pooled, [mean(runs["long"][a]) for a in pooled_archs])[0]
+    assert by_draw["pooled"]["supernet_tau"]["long"]["flat"] == pytest.approx(expected)
+    between = rank_correlation(short_pooled, [mean(runs["long"][a]) for a in pooled_archs])[0]
+    assert by_draw["pooled"]["between_references"]["short / long"] == pytest.approx(between)
+    assert by_draw["10"]["references"]["long"]["seeds"] == [0, 1]
+    assert by_draw["10"]["references"]["long"]["ceiling_tau"] is not None
+    printed = capsys.readouterr().out
+    assert "short:10" in printed and "long:pooled" in printed and "references short / long on draw 20" in printed
+
+
+def test_missing_archs_and_unknown_names_are_one_line_errors(files, tmp_path):
+    argv = args(files)
+    with pytest.raises(SystemExit, match="no 's/30archs' in .*named.json"):
+        reference_length.main([*argv[:-1], f"{files['named']}#s/30archs"])
+    with pytest.raises(SystemExit, match=r"--supernet named has no b1 \(and 2 more of draw 20's archs\)"):
+        reference_length.main(argv[:-1])
+    with pytest.raises(SystemExit, match="--reference 30=.*: no --draw '30'; expected one of 10, 20"):
+        reference_length.main([*argv, "--reference", "odd", f"30={files['a']}"])
+    with pytest.raises(SystemExit, match="--reference odd has no b1"):
+        reference_length.main([*argv, "--reference", "odd", files["a"]])
+    with pytest.raises(SystemExit, match="no such journal"):
+        reference_length.main([*argv, "--reference", "odd", str(tmp_path / "none.jsonl")])
