@@ -1,13 +1,14 @@
 """Does a longer stand-alone reference rank the archs differently, and do supernets rank closer to it?
 
 Compares stand-alone references of different lengths over the same archs (journals of
-`spos correlate` or `benchmarks/standalone_reference.py`) and holds every given supernet's
-scores of those archs (from its `spos correlate` results, so no supernet is needed) against
-each. For each arch draw and for all draws pooled it reports, per reference: the mean
-top-1, how the seeds agree, the seed noise, the archs' spread and the ceiling a perfect
-ranker would be measured at; FLOPs' tau; each supernet's Kendall tau and their mean; and
-the tau between the references themselves. Each reference is the mean of the seeds that
-every arch of the draw has. A file holding several results by name is read as ``FILE#NAME``:
+`spos correlate` or `benchmarks/standalone_reference.py`, or the runs a `correlation.json`
+lists) and holds every given supernet's scores of those archs (from its `spos correlate`
+results, so no supernet is needed) against each. For each arch draw, and for all draws
+pooled where there are several, it reports per reference: the mean top-1, how the seeds
+agree, the seed noise, the archs' spread and the ceiling a perfect ranker would be measured
+at; FLOPs' tau; each supernet's Kendall tau and their mean; and the tau between the
+references themselves. Each reference is the mean of the seeds that every arch of the draw
+has. A file holding several results by name is read as ``FILE#NAME``:
 
     python benchmarks/reference_length.py \\
         --draw 10 benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
@@ -62,19 +63,31 @@ def fail(message: str) -> SystemExit:
 
 
 def journal_runs(paths: list[str]) -> dict[str, dict[int, float]]:
-    """``arch -> seed -> top-1`` over ``paths``; where two journals hold the same run, the first's."""
+    """``arch -> seed -> top-1`` over ``paths`` (journals, or `spos correlate` results whose archs
+    list their ``standalone_runs``); where two files hold the same run, the first's."""
     runs: dict[str, dict[int, float]] = {}
     for path in paths:
         if not Path(path).is_file():
-            raise fail(f"{path}: no such journal; expected a standalone.jsonl")
-        for (arch, seed), top1 in read_standalone_runs(path).items():
+            raise fail(f"{path}: no such file; expected a standalone.jsonl or a correlation.json")
+        found = correlation_runs(path) if path.endswith(".json") else read_standalone_runs(path)
+        for (arch, seed), top1 in found.items():
             runs.setdefault(arch, {}).setdefault(seed, top1)
     return runs
 
 
+def correlation_runs(path: str) -> dict[tuple[str, int], float]:
+    """``(arch, seed) -> top-1`` of the stand-alone runs a `spos correlate` result lists."""
+    data = read_json(path, "correlate result")
+    if not isinstance(data, dict) or not isinstance(data.get("archs"), list):
+        raise fail(f"{path}: not a `spos correlate` result (no 'archs' list)")
+    first = int((data.get("settings") or {}).get("seed", 0))
+    return {(p["arch"], first + i): top1 for p in data["archs"]
+            for i, top1 in enumerate(p.get("standalone_runs") or [p["standalone_top1"]])}
+
+
 def draw_journals(specs: list[str], draws: list[str]) -> dict[str, list[str]]:
     """The journals of one reference for each draw: ``DRAW=JOURNAL`` serves that draw alone,
-    a plain ``JOURNAL`` every draw; the pooled draw reads them all."""
+    a plain ``JOURNAL`` every draw; the pooled draw (of two draws or more) reads them all."""
     by_draw: dict[str, list[str]] = {draw: [] for draw in draws}
     for spec in specs:
         draw, sep, path = spec.partition("=")
@@ -82,7 +95,8 @@ def draw_journals(specs: list[str], draws: list[str]) -> dict[str, list[str]]:
             raise fail(f"--reference {spec}: no --draw {draw!r}; expected one of {', '.join(draws)}")
         for name in ([draw] if sep else draws):
             by_draw[name].append(path if sep else spec)
-    by_draw[POOLED] = [spec.partition("=")[2] or spec for spec in specs]
+    if len(draws) > 1:
+        by_draw[POOLED] = [spec.partition("=")[2] or spec for spec in specs]
     return by_draw
 
 
@@ -124,8 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     draws = {name: list(journal_runs([path])) for name, path in args.draw}
     if POOLED in draws:
         raise fail(f"--draw {POOLED}: the name is taken by all draws together; expected another")
-    draws[POOLED] = list(dict.fromkeys(a for archs in draws.values() for a in archs))
-    references = {group[0]: {draw: journal_runs(paths) for draw, paths in draw_journals(group[1:], list(draws)[:-1]).items()}
+    named = list(draws)
+    if len(named) > 1:
+        draws[POOLED] = list(dict.fromkeys(a for archs in draws.values() for a in archs))
+    references = {group[0]: {draw: journal_runs(paths) for draw, paths in draw_journals(group[1:], named).items()}
                   for group in args.reference}
     supernets = {group[0]: supernet_points(group[1:]) for group in args.supernet}
     for name, by_draw in references.items():

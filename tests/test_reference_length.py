@@ -89,5 +89,23 @@ def test_missing_archs_and_unknown_names_are_one_line_errors(files, tmp_path):
         reference_length.main([*argv, "--reference", "odd", f"30={files['a']}"])
     with pytest.raises(SystemExit, match="--reference odd has no b1"):
         reference_length.main([*argv, "--reference", "odd", files["a"]])
-    with pytest.raises(SystemExit, match="no such journal"):
+    with pytest.raises(SystemExit, match="no such file; expected a standalone.jsonl or a correlation.json"):
         reference_length.main([*argv, "--reference", "odd", str(tmp_path / "none.jsonl")])
+
+
+def test_a_reference_can_be_read_from_a_correlation_result(files, tmp_path):
+    result = correlate_result(DRAW_A, [0.1, 0.2, 0.3, 0.4])
+    runs = {"a1": [0.50, 0.53], "a2": [0.52, 0.50], "a3": [0.49, 0.47], "shared": [0.55, 0.56]}
+    for point in result["archs"]:
+        point["standalone_runs"] = runs[point["arch"]]
+    result["settings"] = {"seed": 3}
+    path = tmp_path / "correlation.json"
+    path.write_text(json.dumps(result))
+    reference_length.main(["--draw", "10", files["a"], "--reference", "early", str(path),
+                           "--reference", "long", files["long"], "--supernet", "flat", files["flat"],
+                           "--out", str(tmp_path / "out.json")])
+    by_draw = json.loads((tmp_path / "out.json").read_text())["by_draw"]
+    assert list(by_draw) == ["10"]  # one draw: nothing to pool
+    early = by_draw["10"]["references"]["early"]
+    assert early["seeds"] == [3, 4]  # the run's first seed and on
+    assert early["means"] == pytest.approx([statistics.fmean(runs[a]) for a in DRAW_A])
