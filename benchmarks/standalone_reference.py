@@ -27,12 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from spos.arch import Arch  # noqa: E402
 from spos.config import load_train_config  # noqa: E402
 from spos.correlate import (  # noqa: E402
     JOURNAL_NAME, StandaloneRun, append_record, read_standalone_runs, standalone_config, standalone_key,
     train_standalone,
 )
 from spos.readers import read_jsonl  # noqa: E402
+from spos.space import SearchSpace  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,11 +63,24 @@ def archs_of(journals: list[Path]) -> list[str]:
     for journal in journals:
         if not journal.is_file():
             raise SystemExit(f"standalone_reference: --archs {journal}: no such file; expected a standalone.jsonl")
-        for arch, _seed in read_standalone_runs(journal):
+        try:
+            runs = read_standalone_runs(journal)
+        except ValueError as error:
+            raise SystemExit(f"standalone_reference: --archs {error}") from None
+        for arch, _seed in runs:
             archs.setdefault(arch)
     if not archs:
         raise SystemExit(f"standalone_reference: --archs {' '.join(map(str, journals))} hold no runs")
     return list(archs)
+
+
+def checked_archs(archs: list[str], space: SearchSpace) -> None:
+    """Refuse, before any training, an arch that is not of the config's space."""
+    for arch in archs:
+        try:
+            Arch.parse(arch).validated(space)
+        except ValueError as error:
+            raise SystemExit(f"standalone_reference: --archs: {error}; expected archs of the --config's space") from None
 
 
 def finished_runs(journal: Path, keys: dict[int, str]) -> set[tuple[str, int]]:
@@ -73,8 +88,11 @@ def finished_runs(journal: Path, keys: dict[int, str]) -> set[tuple[str, int]]:
     if not journal.is_file():
         return set()
     done = set()
-    for record in read_jsonl(journal, "stand-alone journal"):
-        seed = int(record["seed"])
+    for number, record in enumerate(read_jsonl(journal, "stand-alone journal"), 1):
+        if not isinstance(record, dict) or "arch" not in record or not isinstance(record.get("seed"), int):
+            raise SystemExit(f"standalone_reference: {journal}: record {number} is {record!r}; expected a run "
+                             "with 'arch' and 'seed', as this script journals them")
+        seed = record["seed"]
         if seed in keys and record.get("standalone_config") != keys[seed]:
             raise SystemExit(f"standalone_reference: {journal} holds seed {seed} trained with config "
                              f"{record.get('standalone_config')}, this command's is {keys[seed]}; "
@@ -89,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     config = load_train_config(args.config)
     if args.device:
         config = replace(config, device=args.device)
+    checked_archs(archs, config.load_space())
     configs = {seed: standalone_config(config, args.steps, seed) for seed in args.seeds}
     keys = {seed: standalone_key(c) for seed, c in configs.items()}
     journal = args.out / JOURNAL_NAME

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 
 import pytest
 import torch
 
 from spos.checkpoint import load_supernet
 from spos.config import load_train_config
-from spos.correlate import CorrelateSettings, correlate, standalone_config, standalone_key
+from spos.correlate import CorrelateSettings, correlate, standalone_config, standalone_key, stratified_by_flops
 from spos.hashing import file_sha256
 from spos.model_file import load_model
 from tests.conftest import ROOT
@@ -70,4 +71,19 @@ def test_bad_options_are_one_line_errors(supernet_file, tmp_path, capsys):  # no
         with pytest.raises(SystemExit):
             reference.main(["--config", config, "--archs", "x.jsonl", *bad, "--out", str(tmp_path / "out")])
         assert message in capsys.readouterr().err
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text(json.dumps({"arch": "0,1", "seed": 0, "standalone_top1": 0.5}) + "\n")
+    with pytest.raises(SystemExit, match=r"--archs: arch 0,1 has 2 choices; space 'tiny' has \d+ choice blocks"):
+        reference.main(["--config", config, "--archs", str(foreign), "--steps", "2", "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+    (tmp_path / "damaged").mkdir()
+    damaged = tmp_path / "damaged" / "standalone.jsonl"
+    damaged.write_text(json.dumps({"arch": "0,1"}) + "\n")
+    with pytest.raises(SystemExit, match=r"--archs .*damaged/standalone.jsonl: record 1 is \{'arch': '0,1'\}; expected"):
+        reference.main(["--config", config, "--archs", str(damaged), "--steps", "2", "--out", str(tmp_path / "out")])
+    arch = str(stratified_by_flops(load_train_config(config).load_space(), 1, random.Random(0))[0])
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"arch": arch, "seed": 0, "standalone_top1": 0.5}) + "\n")
+    with pytest.raises(SystemExit, match=r"damaged/standalone.jsonl: record 1 is \{'arch': '0,1'\}; expected a run"):
+        reference.main(["--config", config, "--archs", str(good), "--steps", "2", "--out", str(tmp_path / "damaged")])
+    assert damaged.read_text() == json.dumps({"arch": "0,1"}) + "\n"  # left as it was
