@@ -5,10 +5,10 @@ Compares stand-alone references of different lengths over the same archs (journa
 lists) and holds every given supernet's scores of those archs (from its `spos correlate`
 results, so no supernet is needed) against each. For each arch draw, and for all draws
 pooled where there are several, it reports per reference: the mean top-1, how the seeds
-agree, the seed noise, the archs' spread and the ceiling a perfect ranker would be measured
-at; FLOPs' tau; each supernet's Kendall tau and their mean; and the tau between the
-references themselves. Each reference is the mean of the seeds that every arch of the draw
-has. A file holding several results by name is read as ``FILE#NAME``:
+agree, the seed noise, the archs' spread, the ceiling a perfect ranker would be measured at
+and how many seeds would lift it to 0.75; FLOPs' tau; each supernet's Kendall tau and their
+mean; and the tau between the references themselves. Each reference is the mean of the
+seeds that every arch of the draw has. A file holding several results by name is read as ``FILE#NAME``:
 
     python benchmarks/reference_length.py \\
         --draw 10 benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
@@ -33,10 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.correlate import rank_correlation, read_standalone_runs  # noqa: E402
-from spos.rank_noise import reference_noise  # noqa: E402
+from spos.rank_noise import reference_noise, seeds_for_ceiling  # noqa: E402
 from spos.readers import read_json  # noqa: E402
 
 POOLED = "pooled"
+DECISIVE_CEILING = 0.75  # as `spos correlate` reports it: the tau target sits well below what can be measured
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,6 +131,9 @@ def reference_figures(runs: dict[str, dict[int, float]], archs: list[str]) -> di
                                for s, t in itertools.combinations(seeds, 2)},
         "seed_sd": noise and noise.seed_sd, "arch_sd": noise and noise.arch_sd,
         "ceiling_tau": noise and noise.ceiling_tau,
+        # how many seeds' mean a perfect ranker would be measured against at DECISIVE_CEILING
+        "seeds_for_decisive_ceiling": noise and seeds_for_ceiling(len(archs), noise.arch_sd, noise.seed_sd,
+                                                                  DECISIVE_CEILING),
     }
 
 
@@ -192,6 +196,7 @@ def print_summary(results: dict, references: list[str], supernets: list[str]) ->
     row("mean", lambda ref, d: d["mean_supernet_tau"][ref])
     row("FLOPs", lambda ref, d: d["flops_tau"][ref])
     row("ceiling", lambda ref, d: d["references"][ref]["ceiling_tau"] or "-")
+    row(f"seeds for {DECISIVE_CEILING}", lambda ref, d: str(d["references"][ref]["seeds_for_decisive_ceiling"] or "-"))
     row("seed sd (pt)", lambda ref, d: 100 * d["references"][ref]["seed_sd"] if d["references"][ref]["seed_sd"] else "-")
     row("arch sd (pt)", lambda ref, d: 100 * d["references"][ref]["arch_sd"] if d["references"][ref]["arch_sd"] else "-")
     row("mean top-1 (%)", lambda ref, d: 100 * d["references"][ref]["mean_top1"])

@@ -62,6 +62,24 @@ def expected_tau(archs: int, seeds: int, arch_sd: float, seed_sd: float, *, tria
     return float(_kendall_tau_rows(truth, measured).mean())
 
 
+def seeds_for_ceiling(archs: int, arch_sd: float, seed_sd: float, target: float, *, max_seeds: int = 64) -> int | None:
+    """The fewest stand-alone seeds per arch whose mean a perfect ranker would be measured
+    against at ``target`` tau or more (`expected_tau`); None if even ``max_seeds`` fall short.
+    How much longer a reference must be trained to decide a tau of ``target``."""
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target: expected a Kendall tau between 0 and 1, got {target}")
+    if expected_tau(archs, max_seeds, arch_sd, seed_sd) < target:
+        return None
+    low, high = 1, max_seeds  # the ceiling grows with the seeds: bisect for the first that reaches target
+    while low < high:
+        middle = (low + high) // 2
+        if expected_tau(archs, middle, arch_sd, seed_sd) >= target:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def _kendall_tau_rows(x: np.ndarray, y: np.ndarray, pairs_per_chunk: int = 4_000_000) -> np.ndarray:
     """Kendall's tau of each row pair (continuous draws: no ties), rows in chunks of at most
     ``pairs_per_chunk`` sign comparisons so that many archs do not need gigabytes."""

@@ -286,6 +286,19 @@ def test_cli_json_contract(supernet_file, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "reused 3 stand-alone run(s)" in captured.err  # seed 0 reused, seed 1 trained
     assert "stand-alone training agrees with itself (seeds 0 and 1) at Kendall tau" in captured.out
+    noise = json.loads((tmp_path / "again" / "correlation.json").read_text())
+    if noise["ceiling_tau"] < 0.75:  # the reference cannot decide: the CLI says what would
+        assert "lifts that ceiling to 0.75" in captured.out or "would lift that ceiling to 0.75" in captured.out
+
+
+def test_a_reference_that_cannot_decide_gets_the_seeds_it_needs():
+    from pipeline.commands.correlate import _seeds_hint
+    from spos.rank_noise import ReferenceNoise
+
+    # the 2,000-step CIFAR reference over 29 archs: arch spread 0.71 points, seed noise 1.06
+    assert _seeds_hint(29, ReferenceNoise(0.0106, 0.0071, 2, 0.48), 2000) == (
+        "14 seeds per arch (--standalone-seeds 14) would lift that ceiling to 0.75")
+    assert "after 500 steps these archs differ too little" in _seeds_hint(10, ReferenceNoise(0.01, 0.0, 2, 0.0), 500)
 
 
 # ---- the pipeline's optional correlate stage ------------------------------------------------

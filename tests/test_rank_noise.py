@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from spos.rank_noise import _kendall_tau_rows, expected_tau, reference_noise
+from spos.rank_noise import _kendall_tau_rows, expected_tau, reference_noise, seeds_for_ceiling
 
 
 def test_noise_and_spread_are_recovered_from_synthetic_runs():
@@ -50,3 +50,13 @@ def test_too_few_archs_or_seeds_are_refused_by_shape(runs):
 def test_archs_with_different_numbers_of_runs_are_refused_by_count():
     with pytest.raises(ValueError, match=r"same number of stand-alone runs for every arch, got \[2, 1, 2\]"):
         reference_noise([[0.5, 0.6], [0.6], [0.7, 0.8]])
+
+
+def test_seeds_for_a_ceiling_are_the_fewest_that_reach_it():
+    needed = seeds_for_ceiling(29, 0.71, 1.06, 0.75)  # the 2,000-step CIFAR reference's spreads (points)
+    assert expected_tau(29, needed, 0.71, 1.06) >= 0.75 > expected_tau(29, needed - 1, 0.71, 1.06)
+    assert seeds_for_ceiling(10, 1.78, 0.96, 0.5) == 1  # one seed already suffices
+    assert seeds_for_ceiling(10, 0.0, 1.0, 0.5) is None  # archs that do not differ cannot be ranked
+    assert seeds_for_ceiling(29, 0.71, 1.06, 0.75, max_seeds=4) is None
+    with pytest.raises(ValueError, match="target: expected a Kendall tau between 0 and 1, got 1.5"):
+        seeds_for_ceiling(10, 1.0, 1.0, 1.5)
