@@ -33,6 +33,7 @@ from spos.correlate import (  # noqa: E402
     JOURNAL_NAME, StandaloneRun, append_record, read_standalone_runs, standalone_config, standalone_key,
     train_standalone,
 )
+from spos.distributed import pick_device  # noqa: E402
 from spos.readers import read_jsonl  # noqa: E402
 from spos.space import SearchSpace  # noqa: E402
 
@@ -104,17 +105,22 @@ def finished_runs(journal: Path, keys: dict[int, str]) -> set[tuple[str, int]]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     archs = archs_of(args.archs)
-    config = load_train_config(args.config)
-    if args.device:
-        config = replace(config, device=args.device)
-    checked_archs(archs, config.load_space())
+    try:
+        config = load_train_config(args.config)
+        if args.device:
+            config = replace(config, device=args.device)
+        pick_device(config.device)  # refuses cuda without a GPU here, not in every worker
+        checked_archs(archs, config.load_space())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"standalone_reference: {error}") from None
     configs = {seed: standalone_config(config, args.steps, seed) for seed in args.seeds}
     keys = {seed: standalone_key(c) for seed, c in configs.items()}
     journal = args.out / JOURNAL_NAME
     done = finished_runs(journal, keys)
     runs = [StandaloneRun(i, arch, seed) for seed in args.seeds for i, arch in enumerate(archs)
             if (arch, seed) not in done]
-    print(f"{len(archs)} archs x {len(args.seeds)} seed(s) of {args.steps} steps: {len(done)} run(s) done, "
+    print(f"{len(archs)} archs x {len(args.seeds)} seed(s) of {args.steps} steps: "
+          f"{len(archs) * len(args.seeds) - len(runs)} run(s) done, "
           f"{len(runs)} to train, {args.jobs} at a time", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     run_dirs = {run: args.out / "standalone" / f"{run.index:03d}-seed{run.seed}" for run in runs}

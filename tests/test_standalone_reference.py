@@ -75,6 +75,9 @@ def test_bad_options_are_one_line_errors(supernet_file, tmp_path, capsys):  # no
     foreign.write_text(json.dumps({"arch": "0,1", "seed": 0, "standalone_top1": 0.5}) + "\n")
     with pytest.raises(SystemExit, match=r"--archs: arch 0,1 has 2 choices; space 'tiny' has \d+ choice blocks"):
         reference.main(["--config", config, "--archs", str(foreign), "--steps", "2", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="standalone_reference: .*missing.yaml"):
+        reference.main(["--config", str(tmp_path / "missing.yaml"), "--archs", str(foreign), "--steps", "2",
+                        "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
     (tmp_path / "damaged").mkdir()
     damaged = tmp_path / "damaged" / "standalone.jsonl"
