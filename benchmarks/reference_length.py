@@ -113,14 +113,20 @@ def supernet_points(specs: list[str]) -> dict[str, dict]:
             data = data[key]
         if not isinstance(data, dict) or not isinstance(data.get("archs"), list):
             raise fail(f"{spec}: not a `spos correlate` result (no 'archs' list)")
-        for point in data["archs"]:
-            points[point["arch"]] = {"score": point["supernet_top1"], "flops": point["flops"]}
+        try:
+            for point in data["archs"]:
+                points[point["arch"]] = {"score": float(point["supernet_top1"]), "flops": point["flops"]}
+        except (KeyError, TypeError, ValueError):
+            raise fail(f"{spec}: an arch there lacks 'arch', 'supernet_top1' or 'flops'; expected a "
+                       "`spos correlate` result") from None
     return points
 
 
 def reference_figures(runs: dict[str, dict[int, float]], archs: list[str]) -> dict:
     """The mean over the seeds every arch has, with how those seeds agree and the ceiling they allow."""
     seeds = sorted(set.intersection(*(set(runs[a]) for a in archs)))
+    if not seeds:
+        raise fail(f"no seed was trained for every one of {len(archs)} archs; expected at least one in common")
     table = [[runs[a][s] for s in seeds] for a in archs]
     noise = reference_noise(table) if len(seeds) > 1 else None
     return {
@@ -139,6 +145,13 @@ def reference_figures(runs: dict[str, dict[int, float]], archs: list[str]) -> di
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        compare(args)
+    except (OSError, ValueError) as error:  # unreadable or malformed files: one line naming them
+        raise fail(str(error)) from None
+
+
+def compare(args: argparse.Namespace) -> None:
     draws = {name: list(journal_runs([path])) for name, path in args.draw}
     if POOLED in draws:
         raise fail(f"--draw {POOLED}: the name is taken by all draws together; expected another")
@@ -166,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
             "flops_tau": {ref: rank_correlation([flops[a]["flops"] for a in archs], refs[ref]["means"])[0] for ref in refs},
             "supernet_tau": taus,
             "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
-            "supernets_above": {ref: sum(t[name] > taus[next(iter(refs))][name] for name in t) for ref, t in taus.items()},
+            # how many supernets read a higher tau against each reference than against the first
+            "supernets_above_first_reference": {ref: sum(t[name] > taus[next(iter(refs))][name] for name in t)
+                                                for ref, t in taus.items()},
         }
     print_summary(results, list(references), list(supernets))
     if args.out:

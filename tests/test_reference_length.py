@@ -109,3 +109,14 @@ def test_a_reference_can_be_read_from_a_correlation_result(files, tmp_path):
     early = by_draw["10"]["references"]["early"]
     assert early["seeds"] == [3, 4]  # the run's first seed and on
     assert early["means"] == pytest.approx([statistics.fmean(runs[a]) for a in DRAW_A])
+
+
+def test_unreadable_results_are_one_line_errors(files, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(SystemExit, match="reference_length: .*broken.json"):
+        reference_length.main([*args(files)[:-4], "--supernet", "broken", str(broken)])
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"archs": [{"arch": "a1"}]}))
+    with pytest.raises(SystemExit, match="partial.json: an arch there lacks 'arch', 'supernet_top1' or 'flops'"):
+        reference_length.main([*args(files)[:-4], "--supernet", "partial", str(partial)])
