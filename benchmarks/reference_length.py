@@ -33,11 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.correlate import rank_correlation, read_standalone_runs  # noqa: E402
-from spos.rank_noise import reference_noise, seeds_for_ceiling  # noqa: E402
+from spos.rank_noise import DECISIVE_CEILING, reference_noise, seeds_for_ceiling  # noqa: E402
 from spos.readers import read_json  # noqa: E402
 
 POOLED = "pooled"
-DECISIVE_CEILING = 0.75  # as `spos correlate` reports it: the tau target sits well below what can be measured
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

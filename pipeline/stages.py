@@ -371,7 +371,10 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     """The correlate stage's figures for the report's facts, when the pipeline ran it."""
     if "correlate" not in outputs or cfg.correlate is None:
         return {}
+    from spos.rank_noise import ReferenceNoise, seeds_advice
+
     data = json.loads(outputs["correlate"]["result"].read_text())
+
     def coefficient(name: str) -> str:  # null where the ranks were all tied (see Correlation.to_json)
         return "undefined" if data.get(name) is None else f"{data[name]:.3f}"
 
@@ -383,6 +386,11 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     if data.get("ceiling_tau") is not None:
         fact += (f"; a ranker that knew the true accuracies would be measured at tau {data['ceiling_tau']:.3f} "
                  f"against this reference")
+        noise = ReferenceNoise(data["standalone_seed_sd"], data["standalone_arch_sd"], cfg.correlate.standalone_seeds,
+                               data["ceiling_tau"])
+        advice = seeds_advice(data["num_archs"], noise, cfg.correlate.steps)
+        if advice:
+            fact += f": {advice}"
     return {"rank correlation": fact + ")"}
 
 

@@ -23,6 +23,11 @@ from typing import Sequence
 import numpy as np
 
 
+# A reference is decisive when a perfect ranker would read this tau against it: the paper's 0.55
+# (and issue 9's target, 0.5) then sit clearly below what can be measured.
+DECISIVE_CEILING = 0.75
+
+
 @dataclass(frozen=True)
 class ReferenceNoise:
     seed_sd: float  # the spread of one arch's stand-alone top-1 across seeds (pooled over archs)
@@ -78,6 +83,18 @@ def seeds_for_ceiling(archs: int, arch_sd: float, seed_sd: float, target: float,
         else:
             low = middle + 1
     return low
+
+
+def seeds_advice(archs: int, noise: ReferenceNoise, steps: int) -> str | None:
+    """None where a perfect ranker would read ``DECISIVE_CEILING`` or more against the reference;
+    else how many stand-alone seeds per arch (of ``steps`` steps) would make it decisive."""
+    if noise.ceiling_tau >= DECISIVE_CEILING:
+        return None
+    needed = seeds_for_ceiling(archs, noise.arch_sd, noise.seed_sd, DECISIVE_CEILING)
+    if needed is None:
+        return (f"no number of seeds up to 64 lifts that ceiling to {DECISIVE_CEILING}: after {steps} steps these "
+                "archs differ too little for their order to be measured")
+    return f"{needed} seeds per arch would lift that ceiling to {DECISIVE_CEILING}"
 
 
 def _kendall_tau_rows(x: np.ndarray, y: np.ndarray, pairs_per_chunk: int = 4_000_000) -> np.ndarray:

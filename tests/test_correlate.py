@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -292,13 +293,13 @@ def test_cli_json_contract(supernet_file, tmp_path, capsys):
 
 
 def test_a_reference_that_cannot_decide_gets_the_seeds_it_needs():
-    from pipeline.commands.correlate import _seeds_hint
-    from spos.rank_noise import ReferenceNoise
+    from spos.rank_noise import ReferenceNoise, seeds_advice
 
     # the 2,000-step CIFAR reference over 29 archs: arch spread 0.71 points, seed noise 1.06
-    assert _seeds_hint(29, ReferenceNoise(0.0106, 0.0071, 2, 0.48), 2000) == (
-        "14 seeds per arch (--standalone-seeds 14) would lift that ceiling to 0.75")
-    assert "after 500 steps these archs differ too little" in _seeds_hint(10, ReferenceNoise(0.01, 0.0, 2, 0.0), 500)
+    assert seeds_advice(29, ReferenceNoise(0.0106, 0.0071, 2, 0.48), 2000) == (
+        "14 seeds per arch would lift that ceiling to 0.75")
+    assert "after 500 steps these archs differ too little" in seeds_advice(10, ReferenceNoise(0.01, 0.0, 2, 0.0), 500)
+    assert seeds_advice(10, ReferenceNoise(0.0096, 0.0178, 3, 0.81), 1000) is None  # decisive already
 
 
 # ---- the pipeline's optional correlate stage ------------------------------------------------
@@ -359,11 +360,13 @@ def test_pipeline_correlate_stage_writes_its_figures_for_the_report(supernet_fil
     outputs["result"].write_text(json.dumps(data))
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
     assert fact.startswith("Kendall tau 0.333, Spearman 0.500 over 3 archs")
-    data.update(standalone_self_tau=0.2, ceiling_tau=0.61)  # as a run with two stand-alone seeds writes them
+    data.update(standalone_self_tau=0.2, ceiling_tau=0.61,  # as a run with two stand-alone seeds writes them
+                standalone_seed_sd=0.0106, standalone_arch_sd=0.0071)
     outputs["result"].write_text(json.dumps(data))
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
     assert "stand-alone seed vs seed: tau 0.200" in fact
-    assert "would be measured at tau 0.610 against this reference" in fact
+    assert "would be measured at tau 0.610 against this reference: " in fact
+    assert re.search(r"\d+ seeds per arch would lift that ceiling to 0.75\)$", fact)  # what would make it decisive
     data.update(kendall_tau=None, spearman=None)  # all ranks tied: the report says so instead of failing
     outputs["result"].write_text(json.dumps(data))
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]

@@ -7,11 +7,6 @@ import argparse
 from pipeline.output import human_count, print_json
 
 
-# A reference is decisive when a perfect ranker would read this tau against it: then the paper's
-# 0.55 (and the target 0.5) sit clearly below what can be measured.
-DECISIVE_CEILING = 0.75
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "correlate",
@@ -51,6 +46,7 @@ def correlate(args: argparse.Namespace) -> int:
     from spos.checkpoint import load_supernet
     from spos.correlate import CorrelateSettings, ExistingCorrelation, correlate as run_correlate
     from spos.hashing import file_sha256
+    from spos.rank_noise import seeds_advice
 
     from pipeline.correlation_plot import CORRELATION_PLOT, plot_correlation
 
@@ -83,18 +79,9 @@ def correlate(args: argparse.Namespace) -> int:
         print(f"seed noise {100 * noise.seed_sd:.2f} points (sd) against an arch spread of {100 * noise.arch_sd:.2f}: "
               f"a ranker that knew the true accuracies would be measured at tau {noise.ceiling_tau:.2f} against "
               f"this {noise.seeds}-seed mean (the ceiling here)")
-        if noise.ceiling_tau < DECISIVE_CEILING:
-            print(_seeds_hint(result.num_archs, noise, args.steps))
+        advice = seeds_advice(result.num_archs, noise, args.steps)
+        if advice:
+            print(advice)
     print(f"wrote {args.out}/correlation.json, {plot}")
     return 0
 
-
-def _seeds_hint(num_archs: int, noise, steps: int) -> str:
-    """How many stand-alone seeds would make a reference with a low ceiling decisive."""
-    from spos.rank_noise import seeds_for_ceiling
-
-    needed = seeds_for_ceiling(num_archs, noise.arch_sd, noise.seed_sd, DECISIVE_CEILING)
-    if needed is None:
-        return (f"no number of seeds up to 64 lifts that ceiling to {DECISIVE_CEILING}: after {steps} steps these "
-                "archs differ too little for their order to be measured")
-    return f"{needed} seeds per arch (--standalone-seeds {needed}) would lift that ceiling to {DECISIVE_CEILING}"
