@@ -70,7 +70,7 @@ def expected_tau(archs: int, seeds: int, arch_sd: float, seed_sd: float, *, tria
 def seeds_for_ceiling(archs: int, arch_sd: float, seed_sd: float, target: float, *, max_seeds: int = 64) -> int | None:
     """The fewest stand-alone seeds per arch whose mean a perfect ranker would be measured
     against at ``target`` tau or more (`expected_tau`); None if even ``max_seeds`` fall short.
-    How much longer a reference must be trained to decide a tau of ``target``."""
+    How many runs per arch a reference needs before a tau near ``target`` can be told apart."""
     if not 0.0 < target < 1.0:
         raise ValueError(f"target: expected a Kendall tau between 0 and 1, got {target}")
     if expected_tau(archs, max_seeds, arch_sd, seed_sd) < target:

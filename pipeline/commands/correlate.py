@@ -84,4 +84,3 @@ def correlate(args: argparse.Namespace) -> int:
             print(advice)
     print(f"wrote {args.out}/correlation.json, {plot}")
     return 0
-
