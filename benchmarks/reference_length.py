@@ -31,9 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.ranking_across_supernets import reference_summary  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.correlate import rank_correlation, read_standalone_runs  # noqa: E402
-from spos.rank_noise import DECISIVE_CEILING, reference_noise, seeds_for_ceiling  # noqa: E402
+from spos.rank_noise import DECISIVE_CEILING, seeds_for_ceiling  # noqa: E402
 from spos.readers import read_json  # noqa: E402
 
 POOLED = "pooled"
@@ -122,23 +123,20 @@ def supernet_points(specs: list[str]) -> dict[str, dict]:
 
 
 def reference_figures(runs: dict[str, dict[int, float]], archs: list[str]) -> dict:
-    """The mean over the seeds every arch has, with how those seeds agree and the ceiling they allow."""
-    seeds = sorted(set.intersection(*(set(runs[a]) for a in archs)))
-    if not seeds:
+    """The mean over the seeds every arch has, with how those seeds agree and the ceiling they
+    allow (`reference_summary`), and how many seeds would make that ceiling decisive."""
+    summary = reference_summary(runs, archs)
+    if not summary["seeds"]:
         raise fail(f"no seed was trained for every one of {len(archs)} archs; expected at least one in common")
-    table = [[runs[a][s] for s in seeds] for a in archs]
-    noise = reference_noise(table) if len(seeds) > 1 else None
+    table = [[runs[a][s] for s in summary["seeds"]] for a in archs]
+    has_noise = summary["seed_sd"] is not None  # two seeds or more
     return {
-        "seeds": seeds,
+        **summary,
         "means": [statistics.fmean(row) for row in table],
         "mean_top1": statistics.fmean(v for row in table for v in row),
-        "seed_agreement_tau": {f"{s}-{t}": rank_correlation([runs[a][s] for a in archs], [runs[a][t] for a in archs])[0]
-                               for s, t in itertools.combinations(seeds, 2)},
-        "seed_sd": noise and noise.seed_sd, "arch_sd": noise and noise.arch_sd,
-        "ceiling_tau": noise and noise.ceiling_tau,
         # how many seeds' mean a perfect ranker would be measured against at DECISIVE_CEILING
-        "seeds_for_decisive_ceiling": noise and seeds_for_ceiling(len(archs), noise.arch_sd, noise.seed_sd,
-                                                                  DECISIVE_CEILING),
+        "seeds_for_decisive_ceiling": seeds_for_ceiling(len(archs), summary["arch_sd"], summary["seed_sd"],
+                                                        DECISIVE_CEILING) if has_noise else None,
     }
 
 

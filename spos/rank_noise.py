@@ -26,6 +26,7 @@ import numpy as np
 # A reference is decisive when a perfect ranker would read this tau against it: the paper's 0.55
 # (and issue 9's target, 0.5) then sit clearly below what can be measured.
 DECISIVE_CEILING = 0.75
+MAX_SEEDS = 64  # the most stand-alone seeds per arch `seeds_for_ceiling` considers
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def expected_tau(archs: int, seeds: int, arch_sd: float, seed_sd: float, *, tria
     return float(_kendall_tau_rows(truth, measured).mean())
 
 
-def seeds_for_ceiling(archs: int, arch_sd: float, seed_sd: float, target: float, *, max_seeds: int = 64) -> int | None:
+def seeds_for_ceiling(archs: int, arch_sd: float, seed_sd: float, target: float, *,
+                      max_seeds: int = MAX_SEEDS) -> int | None:
     """The fewest stand-alone seeds per arch whose mean a perfect ranker would be measured
     against at ``target`` tau or more (`expected_tau`); None if even ``max_seeds`` fall short.
     How many runs per arch a reference needs before a tau near ``target`` can be told apart."""
@@ -92,7 +94,7 @@ def seeds_advice(archs: int, noise: ReferenceNoise, steps: int) -> str | None:
         return None
     needed = seeds_for_ceiling(archs, noise.arch_sd, noise.seed_sd, DECISIVE_CEILING)
     if needed is None:
-        return (f"no number of seeds up to 64 lifts that ceiling to {DECISIVE_CEILING}: after {steps} steps these "
+        return (f"no number of seeds up to {MAX_SEEDS} lifts that ceiling to {DECISIVE_CEILING}: after {steps} steps these "
                 "archs differ too little for their order to be measured")
     return f"{needed} seeds per arch would lift that ceiling to {DECISIVE_CEILING}"
 
