@@ -6,9 +6,11 @@ lists) and holds every given supernet's scores of those archs (from its `spos co
 results, so no supernet is needed) against each. For each arch draw, and for all draws
 pooled where there are several, it reports per reference: the mean top-1, how the seeds
 agree, the seed noise, the archs' spread, the ceiling a perfect ranker would be measured at
-and how many seeds would lift it to 0.75; FLOPs' tau; each supernet's Kendall tau and their
-mean; and the tau between the references themselves. Each reference is the mean of the
-seeds that every arch of the draw has. A file holding several results by name is read as ``FILE#NAME``:
+and how many seeds would lift it to 0.75; FLOPs' tau; each supernet's Kendall tau, their
+mean, and the tau of their mean score (an ensemble of the trainings); and the tau between
+the references themselves. Each reference is the mean of the seeds that every arch of the
+draw has. A file holding several results by name is read as ``FILE#NAME``, and one nested
+deeper as ``FILE#KEY/NAME`` (`scoring_splits.py`'s ``FILE#scores/NAME``):
 
     python benchmarks/reference_length.py \\
         --draw 10 benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
@@ -101,6 +103,15 @@ def draw_journals(specs: list[str], draws: list[str]) -> dict[str, list[str]]:
     return by_draw
 
 
+def result_at(data, key: str):
+    """The result named ``key`` in ``data``: a key of it (which may itself hold "/"), else a path
+    of keys joined by "/"; None where there is none."""
+    if isinstance(data, dict) and key in data:
+        return data[key]
+    head, sep, rest = key.partition("/")
+    return result_at(data[head], rest) if sep and isinstance(data, dict) and head in data else None
+
+
 def supernet_points(specs: list[str]) -> dict[str, dict]:
     """``arch -> {"score", "flops"}`` from `spos correlate` results (``FILE``, or ``FILE#KEY``: its result KEY)."""
     points = {}
@@ -108,9 +119,9 @@ def supernet_points(specs: list[str]) -> dict[str, dict]:
         path, _, key = spec.partition("#")
         data = read_json(path, "correlate result")
         if key:
-            if not isinstance(data, dict) or key not in data:
+            data = result_at(data, key)
+            if data is None:
                 raise fail(f"{spec}: no {key!r} in {path}; expected FILE#KEY naming one of its results")
-            data = data[key]
         if not isinstance(data, dict) or not isinstance(data.get("archs"), list):
             raise fail(f"{spec}: not a `spos correlate` result (no 'archs' list)")
         try:
@@ -169,6 +180,8 @@ def compare(args: argparse.Namespace) -> None:
         refs = {name: reference_figures(by_draw[draw], archs) for name, by_draw in references.items()}
         scores = {name: [points[a]["score"] for a in archs] for name, points in supernets.items()}
         taus = {ref: {name: rank_correlation(s, refs[ref]["means"])[0] for name, s in scores.items()} for ref in refs}
+        # The supernets' mean score per arch: an ensemble of their trainings, free of one seed's noise.
+        ensemble = [statistics.fmean(column) for column in zip(*scores.values())]
         results["by_draw"][draw] = {
             "references": refs,
             "between_references": {f"{x} / {y}": rank_correlation(refs[x]["means"], refs[y]["means"])[0]
@@ -176,6 +189,7 @@ def compare(args: argparse.Namespace) -> None:
             "flops_tau": {ref: rank_correlation([flops[a]["flops"] for a in archs], refs[ref]["means"])[0] for ref in refs},
             "supernet_tau": taus,
             "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
+            "mean_score_tau": {ref: rank_correlation(ensemble, refs[ref]["means"])[0] for ref in refs},
             # how many supernets read a higher tau against each reference than against the first
             "supernets_above_first_reference": {ref: sum(t[name] > taus[next(iter(refs))][name] for name in t)
                                                 for ref, t in taus.items()},
@@ -206,6 +220,7 @@ def print_summary(results: dict, references: list[str], supernets: list[str]) ->
     for name in supernets:
         row(name, lambda ref, d, name=name: d["supernet_tau"][ref][name])
     row("mean", lambda ref, d: d["mean_supernet_tau"][ref])
+    row("mean score", lambda ref, d: d["mean_score_tau"][ref])
     row("FLOPs", lambda ref, d: d["flops_tau"][ref])
     row("ceiling", lambda ref, d: d["references"][ref]["ceiling_tau"] or "-")
     row(f"seeds for {DECISIVE_CEILING}", lambda ref, d: str(d["references"][ref]["seeds_for_decisive_ceiling"] or "-"))

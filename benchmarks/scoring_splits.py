@@ -8,7 +8,9 @@ those images moves a ranking's Kendall tau by 0.15..0.20 on ten archs
 trained on) and both together; the test split too, which the stand-alone runs are tested
 on (so it shares their images). Two scores each: top-1 and the mean log-probability of
 the right class. Reports each supernet's tau against the mean of each draw's stand-alone
-runs, per draw and pooled over all drawn archs, and the mean over supernets.
+runs, per draw and pooled over all drawn archs, and the mean over supernets. The JSON also
+holds each supernet's scores of the archs on search-val (the search's images) in `spos
+correlate`'s shape, under ``scores/NAME``, for `reference_length.py --supernet NAME FILE#scores/NAME`.
 
 Per-image results are kept per supernet in ``--cache`` (one ``NAME.pt`` each, resumable
 arch by arch), so a stop loses at most one arch and tables can be redone without scoring:
@@ -40,6 +42,7 @@ from spos.atomic import write_json_atomic  # noqa: E402
 from spos.bn import recalibrate_bn  # noqa: E402
 from spos.checkpoint import load_checkpoint, load_supernet, save_atomic  # noqa: E402
 from spos.correlate import rank_correlation, stratified_by_flops  # noqa: E402
+from spos.cost import CostModel  # noqa: E402
 from spos.data import load_data  # noqa: E402
 from spos.evaluate import evaluation_batches  # noqa: E402
 
@@ -121,6 +124,14 @@ def arch_score(results: dict, scored_on: str, metric: str) -> float:
     return torch.cat([results[split][key].float() for split in scored_on.split("+")]).mean().item()
 
 
+def search_val_scores(results: dict[str, dict], costs: CostModel, archs) -> dict[str, list[dict]]:
+    """One supernet's search-val scores of ``archs`` in `spos correlate`'s shape (``supernet_top1``, what
+    the search ranks by), with the mean log p of the right class beside it (``supernet_logp``)."""
+    return {"archs": [{"arch": str(arch), "flops": costs(arch).flops,
+                       "supernet_top1": arch_score(results[str(arch)], "search_val", "top1"),
+                       "supernet_logp": arch_score(results[str(arch)], "search_val", "logp")} for arch in archs]}
+
+
 def parse_draws(specs: list[str]) -> list[tuple[str, str]]:
     """``N=JOURNAL`` specs of ``--draw``: N is the earlier run's --num-archs."""
     draws = labelled(specs, "--draw")
@@ -162,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     batches = {split: evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500, split=split)
                for split in SPLITS}
     taus: dict[str, dict[str, dict[str, float]]] = {}
+    search_val, costs = {}, CostModel(first.space)
     for name, path in supernets:
         results = score_supernet(name, path, archs, batches, a.cache)
+        search_val[name] = search_val_scores(results, costs, archs)
         for group, truth in truths.items():
             for scored_on in SCORED_ON:
                 for metric in METRICS:
@@ -181,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             "draws": dict(draws), "seed": a.seed, "supernets": dict(supernets),
             "images": {split: sum(len(y) for _, y in b.validation) for split, b in batches.items()},
             "kendall_tau": taus,
-            "mean_tau": {g: {row: statistics.mean(v.values()) for row, v in rows.items()} for g, rows in taus.items()}})
+            "mean_tau": {g: {row: statistics.mean(v.values()) for row, v in rows.items()} for g, rows in taus.items()},
+            "scores": search_val})
     return 0
 
 

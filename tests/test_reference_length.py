@@ -71,12 +71,35 @@ def test_each_draw_is_held_against_its_own_runs_and_the_pool_against_the_first(f
     flat_pooled = [0.5, 0.3, 0.4, 0.2, 0.6, 0.1, 0.7]
     expected = rank_correlation(flat_pooled, [mean(runs["long"][a]) for a in pooled_archs])[0]
     assert by_draw["pooled"]["supernet_tau"]["long"]["flat"] == pytest.approx(expected)
+    # the ensemble: each arch's mean score over the supernets (flat, and named's two results pooled)
+    named_pooled = [0.1, 0.2, 0.3, 0.4, 0.7, 0.6, 0.5]
+    ensemble = [mean(pair) for pair in zip(flat_pooled, named_pooled)]
+    expected = rank_correlation(ensemble, [mean(runs["long"][a]) for a in pooled_archs])[0]
+    assert by_draw["pooled"]["mean_score_tau"]["long"] == pytest.approx(expected)
     between = rank_correlation(short_pooled, [mean(runs["long"][a]) for a in pooled_archs])[0]
     assert by_draw["pooled"]["between_references"]["short / long"] == pytest.approx(between)
     assert by_draw["10"]["references"]["long"]["seeds"] == [0, 1]
     assert by_draw["10"]["references"]["long"]["ceiling_tau"] is not None
     printed = capsys.readouterr().out
     assert "short:10" in printed and "long:pooled" in printed and "references short / long on draw 20" in printed
+
+
+def test_a_result_nested_deeper_is_read_by_its_key_path(files, tmp_path):
+    """`scoring_splits.py` writes each supernet's scores under scores/NAME: FILE#scores/NAME reads them,
+    and a key holding "/" itself (s/10archs) still wins over a path."""
+    named = json.loads(open(files["named"]).read())
+    nested = tmp_path / "nested.json"
+    nested.write_text(json.dumps({"scores": {"s": {"10archs": named["s/10archs"]}, "t": named["s/20archs"]}}))
+    argv = args(files, tmp_path / "literal.json")
+    reference_length.main(argv)
+    argv[argv.index(f"{files['named']}#s/10archs")] = f"{nested}#scores/s/10archs"
+    argv[argv.index(f"{files['named']}#s/20archs")] = f"{nested}#scores/t"
+    argv[-1] = str(tmp_path / "path.json")
+    reference_length.main(argv)
+    literal, path = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("literal", "path"))
+    assert path["by_draw"] == literal["by_draw"]
+    with pytest.raises(SystemExit, match="no 'scores/u' in .*nested.json"):
+        reference_length.main([*argv[:-2], f"{nested}#scores/u"])
 
 
 def test_missing_archs_and_unknown_names_are_one_line_errors(files, tmp_path):

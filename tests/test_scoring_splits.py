@@ -58,6 +58,12 @@ def test_scores_every_split_per_draw_and_pooled_and_resumes_from_the_cache(super
     truth = [0.51 + 0.1 * i for i in range(4)]
     expected = kendalltau(top1, truth).statistic
     assert result["kendall_tau"]["4"]["train top1"]["a"] == pytest.approx(expected, nan_ok=True)
+    # each arch's search-val scores in `spos correlate`'s shape, for reference_length.py's FILE#scores/a
+    points = result["scores"]["a"]["archs"]
+    assert [p["arch"] for p in points] == union and all(p["flops"] > 0 for p in points)
+    val = cached["per_arch"][union[0]]["search_val"]
+    assert points[0]["supernet_top1"] == pytest.approx(val["correct"].float().mean().item())
+    assert points[0]["supernet_logp"] == pytest.approx(val["logp_true"].float().mean().item())
     # a second run reads the cache and scores nothing
     assert scoring.main(args) == 0
     printed = capsys.readouterr().out
