@@ -15,7 +15,7 @@
 # and the repository at the same path as where the CPU reference was trained, so that each run's
 # training config hash matches the committed journals' (the runs are then reusable by
 # `spos correlate --standalone-from`). Compare with benchmarks/reference_length.py.
-# SMOKE=1 checks this script on any machine: the CPU, no tests, 3 steps of seed 0 and 1.
+# SMOKE=1 checks this script on any machine: the CPU, no tests, 3 steps of each run.
 set -u
 OUT=${1:?usage: gpu_standalone_reference.sh OUT [STEPS] [JOBS]}
 STEPS=${2:-2000}

@@ -103,7 +103,7 @@ def draw_journals(specs: list[str], draws: list[str]) -> dict[str, list[str]]:
     return by_draw
 
 
-def result_at(data, key: str):
+def result_at(data: object, key: str) -> object:
     """The result named ``key`` in ``data``: a key of it (which may itself hold "/"), else a path
     of keys joined by "/"; None where there is none."""
     if isinstance(data, dict) and key in data:
@@ -113,7 +113,8 @@ def result_at(data, key: str):
 
 
 def supernet_points(specs: list[str]) -> dict[str, dict]:
-    """``arch -> {"score", "flops"}`` from `spos correlate` results (``FILE``, or ``FILE#KEY``: its result KEY)."""
+    """``arch -> {"score", "flops"}`` from `spos correlate` results (``FILE``, or ``FILE#KEY``: its result KEY,
+    `result_at`)."""
     points = {}
     for spec in specs:
         path, _, key = spec.partition("#")
