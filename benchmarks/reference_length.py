@@ -7,8 +7,8 @@ results, so no supernet is needed) against each. For each arch draw, and for all
 pooled where there are several, it reports per reference: the mean top-1, how the seeds
 agree, the seed noise, the archs' spread, the ceiling a perfect ranker would be measured at
 and how many seeds would lift it to 0.75; FLOPs' tau; each supernet's Kendall tau, their
-mean, and the tau of their mean score (an ensemble of the trainings); and the tau between
-the references themselves. Each reference is the mean of the seeds that every arch of the
+mean, and the tau of their mean score (an ensemble of the trainings); how closely the scores
+merely follow FLOPs; and the tau between the references themselves. Each reference is the mean of the seeds that every arch of the
 draw has. A file holding several results by name is read as ``FILE#NAME``, and one nested
 deeper as ``FILE#KEY/NAME`` (`scoring_splits.py`'s ``FILE#scores/NAME``):
 
@@ -183,11 +183,16 @@ def compare(args: argparse.Namespace) -> None:
         taus = {ref: {name: rank_correlation(s, refs[ref]["means"])[0] for name, s in scores.items()} for ref in refs}
         # The supernets' mean score per arch: an ensemble of their trainings, free of one seed's noise.
         ensemble = [statistics.fmean(column) for column in zip(*scores.values())]
+        arch_flops = [flops[a]["flops"] for a in archs]
         results["by_draw"][draw] = {
             "references": refs,
             "between_references": {f"{x} / {y}": rank_correlation(refs[x]["means"], refs[y]["means"])[0]
                                    for x, y in itertools.combinations(refs, 2)},
-            "flops_tau": {ref: rank_correlation([flops[a]["flops"] for a in archs], refs[ref]["means"])[0] for ref in refs},
+            "flops_tau": {ref: rank_correlation(arch_flops, refs[ref]["means"])[0] for ref in refs},
+            # How far the scores merely order the archs by size: a score that tracks FLOPs more than
+            # any reference does is rewarding capacity, not what training makes of it.
+            "score_flops_tau": {"supernets": {name: rank_correlation(s, arch_flops)[0] for name, s in scores.items()},
+                                "mean score": rank_correlation(ensemble, arch_flops)[0]},
             "supernet_tau": taus,
             "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
             "mean_score_tau": {ref: rank_correlation(ensemble, refs[ref]["means"])[0] for ref in refs},
@@ -231,6 +236,9 @@ def print_summary(results: dict, references: list[str], supernets: list[str]) ->
     for draw in draws:
         for pair, tau in results["by_draw"][draw]["between_references"].items():
             print(f"references {pair} on draw {draw}: tau {tau:.2f}")
+        against_flops = results["by_draw"][draw]["score_flops_tau"]
+        print(f"scores against FLOPs on draw {draw}: tau {statistics.fmean(against_flops['supernets'].values()):.2f} "
+              f"per supernet on average, {against_flops['mean score']:.2f} for the mean score")
 
 
 if __name__ == "__main__":

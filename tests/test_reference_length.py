@@ -76,12 +76,18 @@ def test_each_draw_is_held_against_its_own_runs_and_the_pool_against_the_first(f
     ensemble = [mean(pair) for pair in zip(flat_pooled, named_pooled)]
     expected = rank_correlation(ensemble, [mean(runs["long"][a]) for a in pooled_archs])[0]
     assert by_draw["pooled"]["mean_score_tau"]["long"] == pytest.approx(expected)
+    # how far the scores follow FLOPs (flat's archs have FLOPs 100, 101, ... in pooled order)
+    pooled_flops = list(range(100, 107))
+    against_flops = by_draw["pooled"]["score_flops_tau"]
+    assert against_flops["supernets"]["flat"] == pytest.approx(rank_correlation(flat_pooled, pooled_flops)[0])
+    assert against_flops["mean score"] == pytest.approx(rank_correlation(ensemble, pooled_flops)[0])
     between = rank_correlation(short_pooled, [mean(runs["long"][a]) for a in pooled_archs])[0]
     assert by_draw["pooled"]["between_references"]["short / long"] == pytest.approx(between)
     assert by_draw["10"]["references"]["long"]["seeds"] == [0, 1]
     assert by_draw["10"]["references"]["long"]["ceiling_tau"] is not None
     printed = capsys.readouterr().out
     assert "short:10" in printed and "long:pooled" in printed and "references short / long on draw 20" in printed
+    assert "scores against FLOPs on draw pooled" in printed
 
 
 def test_a_result_nested_deeper_is_read_by_its_key_path(files, tmp_path):
