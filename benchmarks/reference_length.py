@@ -8,9 +8,10 @@ pooled where there are several, it reports per reference: the mean top-1, how th
 agree, the seed noise, the archs' spread, the ceiling a perfect ranker would be measured at
 and how many seeds would lift it to 0.75; FLOPs' tau; each supernet's Kendall tau, their
 mean, and the tau of their mean score (an ensemble of the trainings); how closely the scores
-merely follow FLOPs; and the tau between the references themselves. Each reference is the mean of the seeds that every arch of the
-draw has. A file holding several results by name is read as ``FILE#NAME``, and one nested
-deeper as ``FILE#KEY/NAME`` (`scoring_splits.py`'s ``FILE#scores/NAME``):
+merely follow FLOPs; and the tau between the references themselves. Each reference is the
+mean of the seeds that every arch of the draw has. A file holding several results by name is
+read as ``FILE#NAME``, and one nested deeper as ``FILE#KEY/NAME`` (`scoring_splits.py`'s
+``FILE#scores/NAME``):
 
     python benchmarks/reference_length.py \\
         --draw 10 benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
