@@ -135,6 +135,11 @@ def supernet_points(specs: list[str]) -> dict[str, dict]:
     return points
 
 
+def kendall(xs: list[float], ys: list[float]) -> float:
+    """Kendall's tau of two orderings of the same archs (`rank_correlation` without Spearman's rho)."""
+    return rank_correlation(xs, ys)[0]
+
+
 def reference_figures(runs: dict[str, dict[int, float]], archs: list[str]) -> dict:
     """The mean over the seeds every arch has, with how those seeds agree and the ceiling they
     allow (`reference_summary`), and how many seeds would make that ceiling decisive."""
@@ -181,22 +186,22 @@ def compare(args: argparse.Namespace) -> None:
     for draw, archs in draws.items():
         refs = {name: reference_figures(by_draw[draw], archs) for name, by_draw in references.items()}
         scores = {name: [points[a]["score"] for a in archs] for name, points in supernets.items()}
-        taus = {ref: {name: rank_correlation(s, refs[ref]["means"])[0] for name, s in scores.items()} for ref in refs}
+        means = {ref: figures["means"] for ref, figures in refs.items()}
+        taus = {ref: {name: kendall(s, means[ref]) for name, s in scores.items()} for ref in refs}
         # The supernets' mean score per arch: an ensemble of their trainings, free of one seed's noise.
         ensemble = [statistics.fmean(column) for column in zip(*scores.values())]
         arch_flops = [flops[a]["flops"] for a in archs]
         results["by_draw"][draw] = {
             "references": refs,
-            "between_references": {f"{x} / {y}": rank_correlation(refs[x]["means"], refs[y]["means"])[0]
-                                   for x, y in itertools.combinations(refs, 2)},
-            "flops_tau": {ref: rank_correlation(arch_flops, refs[ref]["means"])[0] for ref in refs},
+            "between_references": {f"{x} / {y}": kendall(means[x], means[y]) for x, y in itertools.combinations(refs, 2)},
+            "flops_tau": {ref: kendall(arch_flops, means[ref]) for ref in refs},
             # How far the scores merely order the archs by size: a score that tracks FLOPs more than
             # any reference does is rewarding capacity, not what training makes of it.
-            "score_flops_tau": {"supernets": {name: rank_correlation(s, arch_flops)[0] for name, s in scores.items()},
-                                "mean score": rank_correlation(ensemble, arch_flops)[0]},
+            "score_flops_tau": {"supernets": {name: kendall(s, arch_flops) for name, s in scores.items()},
+                                "mean score": kendall(ensemble, arch_flops)},
             "supernet_tau": taus,
             "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
-            "mean_score_tau": {ref: rank_correlation(ensemble, refs[ref]["means"])[0] for ref in refs},
+            "mean_score_tau": {ref: kendall(ensemble, means[ref]) for ref in refs},
             # how many supernets read a higher tau against each reference than against the first
             "supernets_above_first_reference": {ref: sum(t[name] > taus[next(iter(refs))][name] for name in t)
                                                 for ref, t in taus.items()},
