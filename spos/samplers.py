@@ -5,7 +5,8 @@
 - `ConstraintSampler` ("uniform constraint sampling", the paper's default):
   pick one of several equal ranges of a metric uniformly, then draw uniform
   paths until one falls in it. Paths are spread evenly over the metric
-  (e.g. FLOPs) instead of piling up in the middle of the space. The metric
+  (e.g. FLOPs) instead of piling up in the middle of the space; bin weights
+  (`tilted_weights`) can favour one end of the range. The metric
   is injected (`Callable[[Arch], float]`): FLOPs from `CostModel`, or
   predicted latency from a LUT, which the caller builds (this package does
   not depend on ``latency``).
@@ -93,8 +94,20 @@ def percentile_range(
     return low, high
 
 
+def tilted_weights(count: int, top: float) -> tuple[float, ...]:
+    """Weights of ``count`` bins, 1 for the bottom one to ``top`` for the top one, on a straight line."""
+    if count < 1 or not top > 0:
+        raise ValueError(f"bin weights: expected count >= 1 and top > 0, got {count} bins, top {top}")
+    if count == 1:
+        return (1.0,)
+    return tuple(1.0 + (top - 1.0) * i / (count - 1) for i in range(count))
+
+
 class ConstraintSampler:
     """Uniform constraint sampling over ``bins`` of ``metric``; bounded tries.
+
+    ``weights`` (one per bin) makes the choice of bin non-uniform; None keeps
+    the paper's uniform choice and its random stream.
 
     A bin that ``max_tries`` uniform draws cannot hit is dropped from the
     rotation and reported through ``on_unreachable(bin, tries)`` (once); when
@@ -111,10 +124,14 @@ class ConstraintSampler:
         max_tries: int = 1000,
         metric_name: str = "metric",
         on_unreachable: Callable[[Bin, int], None] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if not bins:
             raise ValueError("constraint sampler: expected at least one bin")
+        if weights is not None and (len(weights) != len(bins) or not all(w > 0 for w in weights)):
+            raise ValueError(f"constraint sampler: expected one weight > 0 per bin ({len(bins)}), got {list(weights)}")
         self.space, self.metric, self.bins, self.rng = space, metric, tuple(bins), rng
+        self.weights = tuple(weights) if weights is not None else None
         self.max_tries, self.metric_name = max_tries, metric_name
         self.on_unreachable = on_unreachable
         self.unreachable: set[int] = set()
@@ -125,7 +142,10 @@ class ConstraintSampler:
             live = [i for i in range(len(self.bins)) if i not in self.unreachable]
             if not live:
                 break
-            index = self.rng.choice(live)
+            if self.weights is None:
+                index = self.rng.choice(live)
+            else:
+                index = self.rng.choices(live, weights=[self.weights[i] for i in live])[0]
             target = self.bins[index]
             try:
                 return sample_until(
@@ -187,7 +207,9 @@ def make_sampler(
     # The default range is estimated from its own stream, so the paths a run
     # trains depend on the seed alone, not on how the range was found.
     low, high = cfg.range or percentile_range(space, metric, random.Random(seed + 1))
+    # An untilted config keeps weights None: the paper's rng.choice, so existing seeds draw the same paths.
+    weights = tilted_weights(cfg.bins, cfg.top_bin_weight) if cfg.top_bin_weight != 1.0 else None
     return ConstraintSampler(
         space, metric, equal_bins(low, high, cfg.bins), random.Random(seed),
-        max_tries=cfg.max_tries, metric_name=cfg.metric, on_unreachable=on_unreachable,
+        max_tries=cfg.max_tries, metric_name=cfg.metric, on_unreachable=on_unreachable, weights=weights,
     )

@@ -6,10 +6,13 @@ import random
 
 import pytest
 
-from spos.config import SamplerConfig
+from spos.config import SamplerConfig, load_train_config
 from spos.cost import CostModel
-from spos.samplers import Bin, ConstraintSampler, UniformSampler, equal_bins, make_sampler, percentile_range
+from spos.samplers import (
+    Bin, ConstraintSampler, UniformSampler, equal_bins, make_sampler, percentile_range, tilted_weights,
+)
 from spos.sampling import SamplingError
+from tests.conftest import ROOT
 
 
 def flops_of(space):
@@ -76,3 +79,55 @@ def test_bins_cover_the_range_without_gaps():
     assert all(a.high == b.low for a, b in zip(bins, bins[1:]))
     with pytest.raises(ValueError, match="low < high"):
         equal_bins(5, 5, 2)
+
+
+def test_tilted_weights_run_on_a_line_from_bottom_to_top():
+    assert tilted_weights(5, 0.25) == pytest.approx((1.0, 0.8125, 0.625, 0.4375, 0.25))
+    assert tilted_weights(1, 0.25) == (1.0,)
+    with pytest.raises(ValueError, match="top > 0, got 3 bins, top 0"):
+        tilted_weights(3, 0)
+
+
+def test_tilted_sampler_trains_the_top_bin_less_often(cifar_space):
+    metric = flops_of(cifar_space)
+    bins = equal_bins(*percentile_range(cifar_space, metric, random.Random(0), samples=500), 4)
+
+    def bin_counts(weights):
+        sampler = ConstraintSampler(cifar_space, metric, bins, random.Random(1), weights=weights)
+        counts = [0] * len(bins)
+        for _ in range(400):
+            value = metric(sampler())
+            counts[next(i for i, b in enumerate(bins) if value in b)] += 1
+        return counts
+
+    uniform, tilted = bin_counts(None), bin_counts(tilted_weights(4, 0.25))
+    # Expected shares 1 : 0.75 : 0.5 : 0.25 of 400 draws: about 160 against 40 (uniform: 100 each).
+    assert tilted[0] > 2 * tilted[-1], tilted
+    assert abs(uniform[0] - uniform[-1]) < 50, uniform
+
+
+def test_untilted_config_keeps_the_paper_sampler_stream(tiny_space):
+    # weight 1 must draw exactly the paths it drew before the option existed: old seeds stay reproducible
+    plain = ConstraintSampler(tiny_space, flops_of(tiny_space), make_sampler(SamplerConfig(name="uniform_constraint",
+                              bins=4), tiny_space, seed=3).bins, random.Random(3))
+    configured = make_sampler(SamplerConfig(name="uniform_constraint", bins=4, top_bin_weight=1.0), tiny_space, seed=3)
+    assert [configured() for _ in range(10)] == [plain() for _ in range(10)]
+    tilted = make_sampler(SamplerConfig(name="uniform_constraint", bins=4, top_bin_weight=0.25), tiny_space, seed=3)
+    assert tilted.weights == tilted_weights(4, 0.25)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"name": "uniform_constraint", "top_bin_weight": 0.0}, "expected a weight > 0, got 0.0"),
+    ({"name": "uniform", "top_bin_weight": 0.5}, "the uniform sampler has none"),
+])
+def test_bad_top_bin_weight_is_named(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerConfig(**settings)
+
+
+def test_top_bin_weight_is_in_a_run_identity_only_when_set():
+    # Runs from before the key existed must resume and keep their pipeline hashes: the default is left out.
+    recipe = load_train_config(ROOT / "configs/train/cifar10-small.yaml").to_dict()["sampler"]
+    tilted = load_train_config(ROOT / "configs/train/cifar10-small-tilted.yaml").to_dict()["sampler"]
+    assert "top_bin_weight" not in recipe
+    assert tilted == {**recipe, "top_bin_weight": 0.25}
