@@ -107,10 +107,11 @@ def test_tilted_sampler_trains_the_top_bin_less_often(cifar_space):
 
 
 def test_untilted_config_keeps_the_paper_sampler_stream(tiny_space):
-    # weight 1 must draw exactly the paths it drew before the option existed: old seeds stay reproducible
-    plain = ConstraintSampler(tiny_space, flops_of(tiny_space), make_sampler(SamplerConfig(name="uniform_constraint",
-                              bins=4), tiny_space, seed=3).bins, random.Random(3))
+    # Weight 1 must draw exactly the paths the untilted sampler draws (weights=None, the code from
+    # before the option existed), so old seeds stay reproducible.
     configured = make_sampler(SamplerConfig(name="uniform_constraint", bins=4, top_bin_weight=1.0), tiny_space, seed=3)
+    plain = ConstraintSampler(tiny_space, flops_of(tiny_space), configured.bins, random.Random(3))
+    assert configured.weights is None
     assert [configured() for _ in range(10)] == [plain() for _ in range(10)]
     tilted = make_sampler(SamplerConfig(name="uniform_constraint", bins=4, top_bin_weight=0.25), tiny_space, seed=3)
     assert tilted.weights == tilted_weights(4, 0.25)
