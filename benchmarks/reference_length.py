@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.ranking_across_supernets import reference_summary  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
-from spos.correlate import rank_correlation, read_standalone_runs  # noqa: E402
+from spos.correlate import kendall_tau, read_standalone_runs  # noqa: E402
 from spos.rank_noise import DECISIVE_CEILING, seeds_for_ceiling  # noqa: E402
 from spos.readers import read_json  # noqa: E402
 
@@ -135,11 +135,6 @@ def supernet_points(specs: list[str]) -> dict[str, dict]:
     return points
 
 
-def kendall(xs: list[float], ys: list[float]) -> float:
-    """Kendall's tau of two orderings of the same archs (`rank_correlation` without Spearman's rho)."""
-    return rank_correlation(xs, ys)[0]
-
-
 def reference_figures(runs: dict[str, dict[int, float]], archs: list[str]) -> dict:
     """The mean over the seeds every arch has, with how those seeds agree and the ceiling they
     allow (`reference_summary`), and how many seeds would make that ceiling decisive."""
@@ -187,21 +182,21 @@ def compare(args: argparse.Namespace) -> None:
         refs = {name: reference_figures(by_draw[draw], archs) for name, by_draw in references.items()}
         scores = {name: [points[a]["score"] for a in archs] for name, points in supernets.items()}
         means = {ref: figures["means"] for ref, figures in refs.items()}
-        taus = {ref: {name: kendall(s, means[ref]) for name, s in scores.items()} for ref in refs}
+        taus = {ref: {name: kendall_tau(s, means[ref]) for name, s in scores.items()} for ref in refs}
         # The supernets' mean score per arch: an ensemble of their trainings, free of one seed's noise.
         ensemble = [statistics.fmean(column) for column in zip(*scores.values())]
         arch_flops = [flops[a]["flops"] for a in archs]
         results["by_draw"][draw] = {
             "references": refs,
-            "between_references": {f"{x} / {y}": kendall(means[x], means[y]) for x, y in itertools.combinations(refs, 2)},
-            "flops_tau": {ref: kendall(arch_flops, means[ref]) for ref in refs},
-            # How far the scores merely order the archs by size: a score that tracks FLOPs more than
-            # any reference does is rewarding capacity, not what training makes of it.
-            "score_flops_tau": {"supernets": {name: kendall(s, arch_flops) for name, s in scores.items()},
-                                "mean score": kendall(ensemble, arch_flops)},
+            "between_references": {f"{x} / {y}": kendall_tau(means[x], means[y])
+                                   for x, y in itertools.combinations(refs, 2)},
+            "flops_tau": {ref: kendall_tau(arch_flops, means[ref]) for ref in refs},
+            # How far the scores order the archs by size, to set beside flops_tau (how far accuracy does).
+            "score_flops_tau": {"supernets": {name: kendall_tau(s, arch_flops) for name, s in scores.items()},
+                                "mean score": kendall_tau(ensemble, arch_flops)},
             "supernet_tau": taus,
             "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
-            "mean_score_tau": {ref: kendall(ensemble, means[ref]) for ref in refs},
+            "mean_score_tau": {ref: kendall_tau(ensemble, means[ref]) for ref in refs},
             # how many supernets read a higher tau against each reference than against the first
             "supernets_above_first_reference": {ref: sum(t[name] > taus[next(iter(refs))][name] for name in t)
                                                 for ref, t in taus.items()},

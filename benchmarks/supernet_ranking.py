@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from spos.arch import Arch  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
-from spos.correlate import rank_correlation  # noqa: E402
+from spos.correlate import kendall_tau  # noqa: E402
 from spos.data import load_data  # noqa: E402
 from spos.evaluate import CandidateEvaluator, evaluation_batches  # noqa: E402
 from spos.nested_init import candidate_similarity  # noqa: E402
@@ -57,10 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def tau(xs: list[float], ys: list[float]) -> float:
-    return rank_correlation(xs, ys)[0]
-
-
 def stability(path: str, archs: list[Arch], standalone: list[float], flops: list[int], a: argparse.Namespace) -> dict:
     loaded = load_supernet(path)
     splits = load_data(loaded.config.data)
@@ -69,12 +65,12 @@ def stability(path: str, archs: list[Arch], standalone: list[float], flops: list
         batches = evaluation_batches(splits, a.recal_batches, a.batch_size, seed, split=split)
         evaluate = CandidateEvaluator(loaded.supernet, batches, channels_last=loaded.config.channels_last)
         scores[label] = [evaluate(arch) for arch in archs]
-    pairs = [tau(scores[x], scores[y]) for x, y in itertools.combinations(scores, 2)]
+    pairs = [kendall_tau(scores[x], scores[y]) for x, y in itertools.combinations(scores, 2)]
     return {
         "scores": scores,
         "self_tau_mean": statistics.mean(pairs), "self_tau_min": min(pairs), "self_tau_max": max(pairs),
-        "tau_vs_standalone": {label: tau(s, standalone) for label, s in scores.items()},
-        "tau_vs_flops": {label: tau(s, flops) for label, s in scores.items()},
+        "tau_vs_standalone": {label: kendall_tau(s, standalone) for label, s in scores.items()},
+        "tau_vs_flops": {label: kendall_tau(s, flops) for label, s in scores.items()},
         "similarity": similarity_per_block(loaded.supernet),
         "similarity_whole": similarity_per_block(loaded.supernet, whole=True),
     }

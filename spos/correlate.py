@@ -147,6 +147,11 @@ def rank_correlation(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return float(tau), float(rho)
 
 
+def kendall_tau(xs: list[float], ys: list[float]) -> float:
+    """Kendall tau-b alone, for the tables that need no Spearman beside it."""
+    return rank_correlation(xs, ys)[0]
+
+
 def kendall_p_value(xs: list[float], ys: list[float]) -> float:
     """Two-sided p-value of Kendall's tau against no association: with ten archs even a tau
     of 0.5 is only just significant (p about 0.05), so the figure needs its p beside it."""
