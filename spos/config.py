@@ -27,7 +27,7 @@ from spos.nested_init import INITS as SUPERNET_INITS
 from spos.readers import read_yaml_mapping
 from spos.space import SearchSpace
 
-SAMPLERS = ("uniform", "uniform_constraint")
+SAMPLERS = ("uniform", "uniform_constraint", "fair")
 METRICS = ("flops", "params", "bitops", "latency")
 SCHEDULES = ("linear", "cosine")
 
@@ -84,9 +84,12 @@ class RecipeConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """How each step picks its path.
+    """How each step picks its path (or paths).
 
-    ``uniform``: every choice uniform and independent. ``uniform_constraint``
+    ``uniform``: every choice uniform and independent. ``fair``: FairNAS's
+    strict fairness; a step trains one path per op and each block deals its
+    ops (and channel choices) from a shuffled deck (`spos.samplers.FairSampler`).
+    ``uniform_constraint``
     (the paper's default): pick one of ``bins`` equal ranges of ``metric``
     uniformly, then resample uniformly (at most ``max_tries`` times) until the
     path falls in it. ``range`` spans the bins; by default the 1st to 99th
@@ -119,9 +122,9 @@ class SamplerConfig:
             raise ValueError(f"sampler.range: expected [low, high] with 0 <= low < high, got {list(self.range)}")
         if not self.top_bin_weight > 0:
             raise ValueError(f"sampler.top_bin_weight: expected a weight > 0, got {self.top_bin_weight}")
-        if self.name == "uniform" and self.top_bin_weight != 1.0:
+        if self.name != "uniform_constraint" and self.top_bin_weight != 1.0:
             raise ValueError(f"sampler.top_bin_weight: {self.top_bin_weight} weights the bins of uniform_constraint; "
-                             "the uniform sampler has none (expected 1 or name: uniform_constraint)")
+                             f"the {self.name} sampler has none (expected 1 or name: uniform_constraint)")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 - `UniformSampler`: every op and channel choice uniform and independent
   (SPOS Eq. 8's prior).
+- `FairSampler`: FairNAS's strict fairness; a step trains several paths that
+  between them take every op of every block once.
 - `ConstraintSampler` ("uniform constraint sampling", the paper's default):
   pick one of several equal ranges of a metric uniformly, then draw uniform
   paths until one falls in it. Paths are spread evenly over the metric
@@ -11,7 +13,10 @@
   predicted latency from a LUT, which the caller builds (this package does
   not depend on ``latency``).
 
-Samplers own their `random.Random`, and their state (RNG + unreachable bins)
+A training step calls its sampler ``paths_per_step`` times and sums the
+paths' gradients into one update (1 for the paper's samplers).
+
+Samplers own their `random.Random`, and their state (RNG, unreachable bins, queues)
 round-trips through ``state_dict`` so a resumed run draws the same paths.
 """
 
@@ -29,6 +34,8 @@ from spos.space import SearchSpace
 
 
 class PathSampler(Protocol):
+    paths_per_step: int
+
     def __call__(self) -> Arch: ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -46,6 +53,8 @@ def _set_rng_state(rng: random.Random, state: dict[str, Any]) -> None:
 
 
 class UniformSampler:
+    paths_per_step = 1
+
     def __init__(self, space: SearchSpace, rng: random.Random) -> None:
         self.space, self.rng = space, rng
 
@@ -57,6 +66,48 @@ class UniformSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _set_rng_state(self.rng, state["rng"])
+
+
+class FairSampler:
+    """Strict fairness (FairNAS, Chu et al., ICCV 2021, arXiv 1907.01845).
+
+    A step trains ``paths_per_step`` paths (the most ops any block allows) and
+    sums their gradients into one update, so every op of a block is updated
+    once per step from the same batch, instead of once per step on average.
+    Each block deals its ops, and its channel choices, from its own shuffled
+    deck, reshuffled when empty. A block with as many ops as the step has
+    paths takes each op exactly once per step; one with fewer repeats an op
+    within a step but stays even over a few steps; the channel choices (more
+    than the ops in the ShuffleNetV2 spaces) come out evenly every
+    ``len(channel_multipliers)`` paths, over one or more steps.
+    """
+
+    def __init__(self, space: SearchSpace, rng: random.Random) -> None:
+        self.space, self.rng = space, rng
+        self.paths_per_step = max(len(block.candidates) for block in space.blocks)
+        self.op_decks: list[list[int]] = [[] for _ in space.blocks]
+        self.channel_decks: list[list[int]] = [[] for _ in space.blocks] if space.searches_channels else []
+
+    def _deal(self, deck: list[int], choices: Sequence[int]) -> int:
+        if not deck:
+            deck.extend(self.rng.sample(list(choices), len(choices)))
+        return deck.pop()
+
+    def __call__(self) -> Arch:
+        ops = tuple(self._deal(deck, block.candidates) for deck, block in zip(self.op_decks, self.space.blocks))
+        if not self.space.searches_channels:
+            return Arch(ops)
+        n = range(len(self.space.channel_multipliers))
+        return Arch(ops, tuple(self._deal(deck, n) for deck in self.channel_decks)).validated(self.space)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state(self.rng), "op_decks": [list(d) for d in self.op_decks],
+                "channel_decks": [list(d) for d in self.channel_decks]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _set_rng_state(self.rng, state["rng"])
+        self.op_decks = [list(d) for d in state["op_decks"]]
+        self.channel_decks = [list(d) for d in state["channel_decks"]]
 
 
 @dataclass(frozen=True)
@@ -113,6 +164,8 @@ class ConstraintSampler:
     rotation and reported through ``on_unreachable(bin, tries)`` (once); when
     no bin is left, `SamplingError` says which ranges were tried.
     """
+
+    paths_per_step = 1
 
     def __init__(
         self,
@@ -203,6 +256,8 @@ def make_sampler(
     """
     if cfg.name == "uniform":
         return UniformSampler(space, random.Random(seed))
+    if cfg.name == "fair":
+        return FairSampler(space, random.Random(seed))
     metric = metric if metric is not None else cost_metric(cfg.metric, space)
     # The default range is estimated from its own stream, so the paths a run
     # trains depend on the seed alone, not on how the range was found.

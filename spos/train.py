@@ -313,7 +313,7 @@ class _Loop:
         return self.saved_step
 
     def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
-        """One SGD step on the sampled path; returns (loss, top-1, learning rate), averaged over ranks."""
+        """One SGD step on the sampled path(s); returns (loss, top-1, learning rate), averaged over ranks."""
         ctx, model, optimizer = self.ctx, self.model, self.optimizer
         lr = learning_rate(step, self.settings.recipe, self.total)
         for group in optimizer.param_groups:
@@ -322,20 +322,25 @@ class _Loop:
         layout = torch.channels_last if self.settings.channels_last else torch.preserve_format
         images = images.to(ctx.device, non_blocking=True, memory_format=layout)
         labels = labels.to(ctx.device, non_blocking=True)
-        arch: Arch | None = self.sampler() if self.sampler is not None else None
+        archs: list[Arch | None] = (
+            [self.sampler() for _ in range(self.sampler.paths_per_step)] if self.sampler is not None else [None])
         optimizer.zero_grad(set_to_none=True)
-        logits = model(images) if arch is None else model(images, arch)
-        loss = self.criterion(logits, labels)
-        loss.backward()
+        stats = torch.zeros(2, device=ctx.device)
+        for arch in archs:
+            logits = model(images) if arch is None else model(images, arch)
+            loss = self.criterion(logits, labels)
+            # Several paths (the fair sampler) sum their gradients into one update, as FairNAS does.
+            loss.backward()
+            stats += torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]) / len(archs)
         # Averaged across ranks in the same collective as the gradients;
         # a NaN on any rank reaches every rank, so all stop together.
-        stats = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()])
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         all_reduce_mean_(grads + [stats], ctx)
         loss_value, top1 = stats.tolist()
         if not math.isfinite(loss_value):
+            paths = "path " + str(archs[0]) if len(archs) == 1 else "paths " + ", ".join(map(str, archs))
             raise TrainingDiverged(
-                f"loss became {loss_value} at step {step} (path {arch}); {self.kept_message()}; "
+                f"loss became {loss_value} at step {step} ({paths}); {self.kept_message()}; "
                 "lower recipe.lr or raise recipe.warmup_steps"
             )
         optimizer.step()

@@ -56,14 +56,14 @@ class RangeCheck:
 def trained_range(
     cfg: TrainConfig, space: SearchSpace, metric: Callable[[Arch], float], metric_name: str
 ) -> tuple[float, float] | None:
-    """The range of ``metric`` the supernet trained with ``cfg``'s sampler; None for the uniform sampler.
+    """The range of ``metric`` the supernet trained with ``cfg``'s sampler; None for the uniform and fair samplers.
 
     ``metric_name`` is the sampler's metric name ("flops", "params", "latency")
     when ``metric`` is that metric: an explicit ``sampler.range`` then applies as written.
     """
     sampler = cfg.sampler
-    if sampler.name == "uniform":
-        return None  # every choice uniform: no metric range is favoured or cut off
+    if sampler.name != "uniform_constraint":
+        return None  # every choice uniform (fair: evenly dealt): no metric range is favoured or cut off
     if sampler.range is not None and sampler.metric == metric_name and metric_name != "latency":
         return sampler.range
     # As spos.train.path_sampler and spos.samplers.make_sampler seed it.

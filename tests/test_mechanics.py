@@ -10,11 +10,14 @@ momentum on sliced tensors, parameters off the path) shows up as diverging losse
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import random
 
 import pytest
 import torch
+from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from spos.arch import Arch
@@ -47,6 +50,8 @@ def _mbconv_space_dict() -> dict:
 
 def _fixed_sampler(arch: Arch):
     class Fixed:
+        paths_per_step = 1
+
         def __call__(self) -> Arch:
             return arch
 
@@ -101,3 +106,44 @@ def test_fixed_path_trains_exactly_like_its_static_net(space_dict, bn_affine, tm
     assert path_losses[-1] < path_losses[0] - 0.1, "the fixed path did not learn; the comparison would be vacuous"
     for step, (a, b) in enumerate(zip(path_losses, static_losses), 1):
         assert abs(a - b) <= 1e-5, f"step {step}: supernet path loss {a:.7f} != static net loss {b:.7f}"
+
+
+def test_a_step_of_several_paths_sums_their_gradients_into_one_update(tmp_path):
+    """The fair sampler's steps: two paths on the same batch, one SGD update with both gradients."""
+    space = SearchSpace.from_dict(tiny_space_dict(), "test space")  # no dropout: no random draws in a step
+    torch.manual_seed(0)
+    supernet = Supernet(space)
+    archs = [_arch_with_channel_choices(space, seed) for seed in (1, 2)]
+    assert archs[0].ops != archs[1].ops
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(16, 3, 16, 16, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+
+    class TwoPaths:
+        paths_per_step = 2
+
+        def __init__(self) -> None:
+            self.cycle = itertools.cycle(archs)
+
+        def __call__(self) -> Arch:
+            return next(self.cycle)
+
+        def state_dict(self) -> dict:
+            return {}
+
+        def load_state_dict(self, state: dict) -> None:
+            pass
+
+    lr = 0.1
+    reference = copy.deepcopy(supernet)
+    for arch in archs:  # one batch of all 16 images: its order does not change the mean loss
+        F.cross_entropy(reference(images, arch), labels).backward()
+    recipe = RecipeConfig(batch_size=16, steps=1, lr=lr, momentum=0.0, weight_decay=0.0, label_smoothing=0.0)
+    settings = LoopSettings(out_dir=tmp_path / "run", recipe=recipe, seed=0, identity={}, checkpoint_every=1)
+    train_network(supernet, TensorDataset(images, labels), settings, sampler=TwoPaths())
+
+    # Shared parameters (stem, head) tell a sum from a mean; the second path's own ones, one path from two.
+    first = {id(p) for p in reference.path_parameters(archs[0])}
+    assert {id(p) for p in reference.path_parameters(archs[1])} - first, "the paths share every parameter"
+    for (name, trained), before in zip(supernet.named_parameters(), reference.parameters()):
+        expected = before if before.grad is None else before - lr * before.grad
+        assert torch.allclose(trained, expected, atol=1e-6), name

@@ -1,4 +1,4 @@
-"""Path samplers: uniform, and uniform-constraint with bounded tries."""
+"""Path samplers: uniform, fair (FairNAS), and uniform-constraint with bounded tries."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from spos.config import SamplerConfig, load_train_config
 from spos.cost import CostModel
 from spos.samplers import (
-    Bin, ConstraintSampler, UniformSampler, equal_bins, make_sampler, percentile_range, tilted_weights,
+    Bin, ConstraintSampler, FairSampler, UniformSampler, equal_bins, make_sampler, percentile_range, tilted_weights,
 )
 from spos.sampling import SamplingError
 from tests.conftest import ROOT
@@ -57,7 +57,7 @@ def test_unreachable_bin_is_reported_and_skipped(tiny_space):
 
 
 def test_sampler_state_round_trip_replays_the_same_paths(tiny_space):
-    for name in ("uniform", "uniform_constraint"):
+    for name in ("uniform", "uniform_constraint", "fair"):
         sampler = make_sampler(SamplerConfig(name=name, bins=4), tiny_space, seed=3)
         [sampler() for _ in range(5)]
         state = sampler.state_dict()
@@ -120,6 +120,7 @@ def test_untilted_config_keeps_the_paper_sampler_stream(tiny_space):
 @pytest.mark.parametrize(("settings", "message"), [
     ({"name": "uniform_constraint", "top_bin_weight": 0.0}, "expected a weight > 0, got 0.0"),
     ({"name": "uniform", "top_bin_weight": 0.5}, "the uniform sampler has none"),
+    ({"name": "fair", "top_bin_weight": 0.5}, "the fair sampler has none"),
 ])
 def test_bad_top_bin_weight_is_named(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -132,3 +133,31 @@ def test_top_bin_weight_is_in_a_run_identity_only_when_set():
     tilted = load_train_config(ROOT / "configs/train/cifar10-small-tilted.yaml").to_dict()["sampler"]
     assert "top_bin_weight" not in recipe
     assert tilted == {**recipe, "top_bin_weight": 0.25}
+
+
+def test_fair_sampler_trains_every_op_of_a_block_once_per_step(cifar_space):
+    sampler = make_sampler(SamplerConfig(name="fair"), cifar_space, seed=0)
+    assert isinstance(sampler, FairSampler)
+    assert sampler.paths_per_step == len(cifar_space.ops) == 4
+    channel_choices = len(cifar_space.channel_multipliers)
+    steps = [[sampler() for _ in range(sampler.paths_per_step)] for _ in range(2 * channel_choices)]
+    for step in steps:
+        for i, block in enumerate(cifar_space.blocks):
+            assert sorted(arch.ops[i] for arch in step) == sorted(block.candidates)
+    # Channel choices: each one once in every deck of 8 (two steps of 4 paths), per block.
+    paths = [arch for step in steps for arch in step]
+    for start in range(0, len(paths), channel_choices):
+        deck = paths[start : start + channel_choices]
+        for i in range(len(cifar_space.blocks)):
+            assert sorted(arch.channels[i] for arch in deck) == list(range(channel_choices))
+    assert len({str(a) for a in paths}) == len(paths)  # shuffled decks, not one order repeated
+
+
+def test_fair_sampler_evens_out_blocks_with_fewer_ops_over_steps(proxyless_cifar_space):
+    space = proxyless_cifar_space  # skip is not allowed where a block changes shape
+    sampler = make_sampler(SamplerConfig(name="fair"), space, seed=1)
+    narrow = min(range(len(space.blocks)), key=lambda i: len(space.blocks[i].candidates))
+    candidates = space.blocks[narrow].candidates
+    assert len(candidates) < sampler.paths_per_step
+    draws = [sampler().ops[narrow] for _ in range(sampler.paths_per_step * len(candidates))]
+    assert sorted(draws) == sorted(list(candidates) * sampler.paths_per_step)
