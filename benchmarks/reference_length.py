@@ -8,10 +8,10 @@ pooled where there are several, it reports per reference: the mean top-1, how th
 agree, the seed noise, the archs' spread, the ceiling a perfect ranker would be measured at
 and how many seeds would lift it to 0.75; FLOPs' tau; each supernet's Kendall tau, their
 mean, and the tau of their mean score (an ensemble of the trainings); how closely the scores
-merely follow FLOPs; and the tau between the references themselves. Each reference is the
-mean of the seeds that every arch of the draw has. A file holding several results by name is
-read as ``FILE#NAME``, and one nested deeper as ``FILE#KEY/NAME`` (`scoring_splits.py`'s
-``FILE#scores/NAME``):
+merely follow FLOPs; how well the supernets agree with each other; and the tau between the
+references themselves. Each reference is the mean of the seeds that every arch of the draw
+has. A file holding several results by name is read as ``FILE#NAME``, and one nested deeper
+as ``FILE#KEY/NAME`` (`scoring_splits.py`'s ``FILE#scores/NAME``):
 
     python benchmarks/reference_length.py \\
         --draw 10 benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
@@ -194,6 +194,9 @@ def compare(args: argparse.Namespace) -> None:
             # How far the scores order the archs by size, to set beside flops_tau (how far accuracy does).
             "score_flops_tau": {"supernets": {name: kendall_tau(s, arch_flops) for name, s in scores.items()},
                                 "mean score": kendall_tau(ensemble, arch_flops)},
+            # How well the supernets order the archs alike: one training's noise, set beside their taus.
+            "supernets_agree_tau": {f"{x} / {y}": kendall_tau(scores[x], scores[y])
+                                    for x, y in itertools.combinations(scores, 2)},
             "supernet_tau": taus,
             "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
             "mean_score_tau": {ref: kendall_tau(ensemble, means[ref]) for ref in refs},
@@ -237,6 +240,10 @@ def print_summary(results: dict, references: list[str], supernets: list[str]) ->
     for draw in draws:
         for pair, tau in results["by_draw"][draw]["between_references"].items():
             print(f"references {pair} on draw {draw}: tau {tau:.2f}")
+        agree = list(results["by_draw"][draw]["supernets_agree_tau"].values())
+        if agree:
+            print(f"supernets against each other on draw {draw}: tau {statistics.fmean(agree):.2f} on average "
+                  f"({min(agree):.2f}..{max(agree):.2f})")
         against_flops = results["by_draw"][draw]["score_flops_tau"]
         print(f"scores against FLOPs on draw {draw}: tau {statistics.fmean(against_flops['supernets'].values()):.2f} "
               f"per supernet on average, {against_flops['mean score']:.2f} for the mean score")

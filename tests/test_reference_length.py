@@ -81,6 +81,8 @@ def test_each_draw_is_held_against_its_own_runs_and_the_pool_against_the_first(f
     against_flops = by_draw["pooled"]["score_flops_tau"]
     assert against_flops["supernets"]["flat"] == pytest.approx(rank_correlation(flat_pooled, pooled_flops)[0])
     assert against_flops["mean score"] == pytest.approx(rank_correlation(ensemble, pooled_flops)[0])
+    agree = rank_correlation(flat_pooled, named_pooled)[0]
+    assert by_draw["pooled"]["supernets_agree_tau"] == {"flat / named": pytest.approx(agree)}
     between = rank_correlation(short_pooled, [mean(runs["long"][a]) for a in pooled_archs])[0]
     assert by_draw["pooled"]["between_references"]["short / long"] == pytest.approx(between)
     assert by_draw["10"]["references"]["long"]["seeds"] == [0, 1]
@@ -88,6 +90,7 @@ def test_each_draw_is_held_against_its_own_runs_and_the_pool_against_the_first(f
     printed = capsys.readouterr().out
     assert "short:10" in printed and "long:pooled" in printed and "references short / long on draw 20" in printed
     assert "scores against FLOPs on draw pooled" in printed
+    assert f"supernets against each other on draw pooled: tau {agree:.2f} on average" in printed
 
 
 def test_a_result_nested_deeper_is_read_by_its_key_path(files, tmp_path):
