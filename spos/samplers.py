@@ -16,7 +16,7 @@
 A training step calls its sampler ``paths_per_step`` times and sums the
 paths' gradients into one update (1 for the paper's samplers).
 
-Samplers own their `random.Random`, and their state (RNG, unreachable bins, queues)
+Samplers own their `random.Random`, and their state (RNG, unreachable bins, decks)
 round-trips through ``state_dict`` so a resumed run draws the same paths.
 """
 

@@ -1,9 +1,10 @@
 """Training loops: the supernet (SPOS Eq. 8) and any plain network, resumable exactly.
 
 `train_network` is the generic loop: SGD with the recipe's schedule, one
-optional path sampler (each step trains only the sampled path: parameters
-off the path keep ``grad = None``, so neither weight decay nor momentum
-moves them), tqdm progress, ``metrics.jsonl``, periodic evaluation, atomic
+optional path sampler (each step trains only the sampled path, or the fair
+sampler's several paths with their gradients summed: parameters off the
+paths keep ``grad = None``, so neither weight decay nor momentum moves
+them), tqdm progress, ``metrics.jsonl``, periodic evaluation, atomic
 checkpoints, and exact resume. `train_supernet` wires a `TrainConfig` into
 it and writes ``supernet.pt``.
 

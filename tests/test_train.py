@@ -109,6 +109,24 @@ def test_one_step_touches_only_the_sampled_path(tmp_path):
         assert changed == (name in names), name
 
 
+def test_a_fair_run_trains_every_op_each_step_and_resumes_exactly(tmp_path):
+    fair = {"sampler.name": "fair"}
+    cfg = load_train_config(tiny_config(tmp_path / "cfg", steps=4, device="cpu"), overrides=fair)
+    whole = train_supernet(cfg, tmp_path / "whole")
+    train_supernet(cfg, tmp_path / "resumed", max_steps=3)
+    resumed = train_supernet(cfg, tmp_path / "resumed", resume=True)
+    assert resumed.resumed_from == 3 and resumed.step == whole.step == 4  # mid-deck: 3 channel choices, 4 paths a step
+    a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert a["sampler"] == b["sampler"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    # every candidate of every block was on one of the step's paths, so every one has moved
+    initial = initial_weights(cfg)
+    for name, value in load_supernet(whole.supernet).supernet.named_parameters():
+        if name.startswith("choices."):
+            assert not torch.equal(value, initial[name]), name
+
+
 def initial_weights(cfg) -> dict[str, torch.Tensor]:
     """The initial weights of a run (the supernet is built from the seed alone)."""
     from spos.data import derive_seed
