@@ -89,10 +89,9 @@ class SamplerConfig:
     ``uniform``: every choice uniform and independent. ``fair``: FairNAS's
     strict fairness; a step trains one path per op and each block deals its
     ops (and channel choices) from a shuffled deck (`spos.samplers.FairSampler`).
-    ``uniform_constraint``
-    (the paper's default): pick one of ``bins`` equal ranges of ``metric``
-    uniformly, then resample uniformly (at most ``max_tries`` times) until the
-    path falls in it. ``range`` spans the bins; by default the 1st to 99th
+    ``uniform_constraint`` (the paper's default): pick one of ``bins`` equal
+    ranges of ``metric`` uniformly, then resample uniformly (at most
+    ``max_tries`` times) until the path falls in it. ``range`` spans the bins; by default the 1st to 99th
     percentile of ``metric`` over uniformly sampled paths. ``metric: latency``
     reads predicted milliseconds from the latency LUT ``lut``.
     ``top_bin_weight`` tilts the choice of bin: the top bin (largest
