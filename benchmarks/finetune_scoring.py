@@ -78,15 +78,15 @@ def finetune(net: torch.nn.Module, batches, lr: float) -> None:
         optimizer.step()
 
 
-def read_cache(path: Path) -> dict[str, dict[str, float]]:
-    """``arch -> {score name: top-1}`` of the lines written so far."""
+def read_cache(path: Path, scores: tuple[str, ...] = SCORES) -> dict[str, dict[str, float]]:
+    """``arch -> {score name: top-1}`` of the lines written so far (names in ``scores``)."""
     results: dict[str, dict[str, float]] = {}
     if path.exists():
-        for number, record in enumerate(read_jsonl(path, "finetune-scoring cache"), 1):
+        for number, record in enumerate(read_jsonl(path, "scores cache"), 1):
             if not isinstance(record, dict) or not isinstance(record.get("arch"), str):
-                raise ValueError(f"{path}: line {number} is {record!r}; expected {{'arch': ..., 'finetuned' or "
-                                 "'inherited': top-1}")
-            results.setdefault(record["arch"], {}).update({k: v for k, v in record.items() if k in SCORES})
+                raise ValueError(f"{path}: line {number} is {record!r}; expected {{'arch': ..., "
+                                 f"{' or '.join(map(repr, scores))}: top-1}}")
+            results.setdefault(record["arch"], {}).update({k: v for k, v in record.items() if k in scores})
     return results
 
 
