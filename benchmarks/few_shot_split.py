@@ -20,7 +20,7 @@ supernets agree with each other each way. The JSON holds the scores in `spos cor
 shape under ``scores/NAME-WAY`` for `reference_length.py --supernet NAME FILE#scores/NAME-WAY`.
 
 The fine-tuned copies are checkpointed in ``--cache`` every 100 steps and the scores written a
-line per arch, so a stop loses at most 100 steps or one arch:
+line per arch (a file per block, steps and lr), so a stop loses at most 100 steps or one arch:
 
     python benchmarks/few_shot_split.py --block 7 --steps 1000 --lr 0.02 \\
         --draw 10=benchmarks/results/cifar10-small/standalone-10archs-3seeds.jsonl \\
@@ -152,8 +152,9 @@ def fine_tuned_copy(loaded: LoadedSupernet, sampler: PathSampler, dataset: Datas
 
 
 def split_and_control(name: str, loaded: LoadedSupernet, block: int, steps: int, lr: float, batch_size: int,
-                      dataset: Dataset, folder: Path) -> tuple[dict[int, Supernet], Supernet]:
-    """The sub-supernets of ``block``'s ops and the unsplit control of the same compute."""
+                      dataset: Dataset, folder: Path) -> tuple[dict[int, Supernet], Supernet, dict[str, float]]:
+    """The sub-supernets of ``block``'s ops, the unsplit control of the same compute, and the
+    minutes each copy's fine-tuning took."""
     space, cfg = loaded.space, loaded.config
     if not 0 <= block < len(space.blocks):
         raise ValueError(f"--block {block}: the space has choice blocks 0..{len(space.blocks) - 1}")
@@ -163,15 +164,15 @@ def split_and_control(name: str, loaded: LoadedSupernet, block: int, steps: int,
     def sampler(label: str) -> PathSampler:
         return make_sampler(cfg.sampler, space, derive_seed(cfg.seed, label, "sampler") % 2**32)
 
-    split = {}
-    for op in ops:
+    split, paths = {}, [folder / f"block{block}-op{op}.pt" for op in ops]
+    for op, path in zip(ops, paths):
         label = f"{name} split op {op}"
         split[op] = fine_tuned_copy(loaded, TakingOp(sampler(label), block, op), dataset, steps, lr, batch_size, label,
-                                    folder / f"block{block}-op{op}.pt")
-    label = f"{name} control"
-    control = fine_tuned_copy(loaded, sampler(label), dataset, steps * len(ops), lr, batch_size, label,
-                              folder / "control.pt")
-    return split, control
+                                    path)
+    label, paths = f"{name} control", [*paths, folder / "control.pt"]
+    control = fine_tuned_copy(loaded, sampler(label), dataset, steps * len(ops), lr, batch_size, label, paths[-1])
+    minutes = {path.stem: load_checkpoint(path, "fine-tuned copy")["seconds"] / 60 for path in paths}
+    return split, control, minutes
 
 
 def score_ways(name: str, loaded: LoadedSupernet, split: dict[int, Supernet], control: Supernet, block: int,
@@ -214,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in supernets:
         loaded = load_supernet(path)
         folder = a.cache / name
-        split, control = split_and_control(name, loaded, a.block, a.steps, a.lr, a.batch_size, splits.train, folder)
-        minutes[name] = {p.stem: load_checkpoint(p, "fine-tuned copy")["seconds"] / 60 for p in sorted(folder.glob("*.pt"))}
-        results[name] = score_ways(name, loaded, split, control, a.block, archs, batches, folder / "scores.jsonl")
+        split, control, minutes[name] = split_and_control(name, loaded, a.block, a.steps, a.lr, a.batch_size,
+                                                          splits.train, folder)
+        # The split's scores depend on the block, both copies' on steps and lr: one file per setting.
+        scores_path = folder / f"scores-block{a.block}-steps{a.steps}-lr{a.lr}.jsonl"
+        results[name] = score_ways(name, loaded, split, control, a.block, archs, batches, scores_path)
     taus = {group: {way: {name: rank_correlation([results[name][arch][way] for arch in truth], list(truth.values()))[0]
                           for name in results} for way in WAYS} for group, truth in truths.items()}
     agreement = {way: {f"{s}/{t}": rank_correlation([results[s][str(x)][way] for x in archs],

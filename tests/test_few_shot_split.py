@@ -103,12 +103,18 @@ def test_scores_three_ways_per_draw_and_resumes(supernet_file, tmp_path, capsys)
     arch = next(a for a in few_shot.drawn_archs(loaded.space, [("3", tmp_path / "sa3.jsonl")], 0)[0])
     assert scores["original"][str(arch)] == recalibrated_top1(loaded.supernet.subnet(arch), batches)
     # a stop after the first arch's line: the next run fine-tunes nothing and scores the rest
-    lines = (cache / "a" / "scores.jsonl").read_text().splitlines()
-    (cache / "a" / "scores.jsonl").write_text(lines[0] + "\n")
+    scores_file = cache / "a" / "scores-block1-steps2-lr0.02.jsonl"
+    scores_file.write_text(scores_file.read_text().splitlines()[0] + "\n")
     assert few_shot.main(args) == 0
     printed = capsys.readouterr().out
     assert "step" not in printed and printed.count(f"/{len(union)} archs scored") == len(union) - 1
     assert json.loads(out.read_text())["scores"] == result["scores"]
+    # another block in the same cache: its own sub-supernets and scores, the control reused
+    assert few_shot.main([*args[:args.index("--block")], "--block", "0", *args[args.index("--block") + 2:]]) == 0
+    printed = capsys.readouterr().out
+    assert "a split op" in printed and "a control" not in printed
+    assert (cache / "a" / "scores-block0-steps2-lr0.02.jsonl").exists()
+    assert json.loads(out.read_text())["scores"]["a-control"] == result["scores"]["a-control"]
 
 
 def test_a_block_outside_the_space_is_refused(supernet_file, tmp_path):  # noqa: F811
