@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import itertools
 import json
 import statistics
 import sys
@@ -48,12 +47,11 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from benchmarks.finetune_scoring import read_cache  # noqa: E402
+from benchmarks.finetune_scoring import read_cache, tau_table  # noqa: E402
 from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws, scoring_parser  # noqa: E402
 from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.checkpoint import LoadedSupernet, load_checkpoint, load_supernet, save_atomic  # noqa: E402
-from spos.correlate import rank_correlation  # noqa: E402
 from spos.cost import CostModel  # noqa: E402
 from spos.data import derive_seed, load_data, set_epoch  # noqa: E402
 from spos.evaluate import evaluation_batches, recalibrated_top1  # noqa: E402
@@ -220,17 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         # The split's scores depend on the block, both copies' on steps and lr: one file per setting.
         scores_path = folder / f"scores-block{a.block}-steps{a.steps}-lr{a.lr}.jsonl"
         results[name] = score_ways(name, loaded, split, control, a.block, archs, batches, scores_path)
-    taus = {group: {way: {name: rank_correlation([results[name][arch][way] for arch in truth], list(truth.values()))[0]
-                          for name in results} for way in WAYS} for group, truth in truths.items()}
-    agreement = {way: {f"{s}/{t}": rank_correlation([results[s][str(x)][way] for x in archs],
-                                                    [results[t][str(x)][way] for x in archs])[0]
-                       for s, t in itertools.combinations(results, 2)} for way in WAYS}
-    names = list(results)
-    print(f"{'archs':>6} {'way':<10}" + "".join(f"{n[:12]:>13}" for n in names) + "   mean")
-    for group, by_way in taus.items():
-        for way, by_name in by_way.items():
-            print(f"{group:>6} {way:<10}" + "".join(f"{by_name[n]:13.2f}" for n in names)
-                  + f"   {statistics.mean(by_name.values()):.3f}")
+    taus, agreement = tau_table(results, WAYS, truths, archs, "way")
     mean_top1 = {way: {name: statistics.mean(r[str(x)][way] for x in archs) for name, r in results.items()} for way in WAYS}
     print("mean top-1 of the drawn archs: " + "; ".join(
         f"{way} {100 * statistics.mean(by_name.values()):.1f}%" for way, by_name in mean_top1.items()))

@@ -117,6 +117,25 @@ def score_supernet(name: str, path: str, archs, batches, train, lr: float, cache
     return results
 
 
+def tau_table(results: dict[str, dict[str, dict[str, float]]], kinds: tuple[str, ...], truths: dict[str, dict[str, float]],
+              archs, heading: str) -> tuple[dict, dict]:
+    """Each supernet's Kendall tau per draw (``truths``) and score kind, printed as a table with the
+    mean over supernets, and how well each pair of supernets agrees on ``archs``, per kind.
+    ``results``: supernet -> arch -> {kind: top-1}."""
+    taus = {group: {kind: {name: rank_correlation([results[name][arch][kind] for arch in truth], list(truth.values()))[0]
+                           for name in results} for kind in kinds} for group, truth in truths.items()}
+    agreement = {kind: {f"{s}/{t}": rank_correlation([results[s][str(x)][kind] for x in archs],
+                                                     [results[t][str(x)][kind] for x in archs])[0]
+                        for s, t in itertools.combinations(results, 2)} for kind in kinds}
+    names = list(results)
+    print(f"{'archs':>6} {heading:<10}" + "".join(f"{n[:12]:>13}" for n in names) + "   mean")
+    for group, by_kind in taus.items():
+        for kind, by_name in by_kind.items():
+            print(f"{group:>6} {kind:<10}" + "".join(f"{by_name[n]:13.2f}" for n in names)
+                  + f"   {statistics.mean(by_name.values()):.3f}")
+    return taus, agreement
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.steps < 1 or not a.lr > 0:
@@ -129,17 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     train = training_batches(splits, a.steps, a.batch_size)
     results = {name: score_supernet(name, path, archs, batches, train, a.lr, a.cache / f"{name}-ft{a.steps}-lr{a.lr}.jsonl")
                for name, path in supernets}
-    taus = {group: {kind: {name: rank_correlation([results[name][arch][kind] for arch in truth], list(truth.values()))[0]
-                           for name in results} for kind in SCORES} for group, truth in truths.items()}
-    agreement = {kind: {f"{s}/{t}": rank_correlation([results[s][str(x)][kind] for x in archs],
-                                                     [results[t][str(x)][kind] for x in archs])[0]
-                        for s, t in itertools.combinations(results, 2)} for kind in SCORES}
-    names = list(results)
-    print(f"{'archs':>6} {'score':<10}" + "".join(f"{n[:12]:>13}" for n in names) + "   mean")
-    for group, by_kind in taus.items():
-        for kind, by_name in by_kind.items():
-            print(f"{group:>6} {kind:<10}" + "".join(f"{by_name[n]:13.2f}" for n in names)
-                  + f"   {statistics.mean(by_name.values()):.3f}")
+    taus, agreement = tau_table(results, SCORES, truths, archs, "score")
     for kind, pairs in agreement.items():
         if pairs:
             print(f"supernets agree with each other ({kind}, all {len(archs)} archs): mean "
