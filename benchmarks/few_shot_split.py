@@ -47,7 +47,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from benchmarks.finetune_scoring import read_cache, tau_table  # noqa: E402
+from benchmarks.finetune_scoring import correlate_shape, read_cache, tau_table  # noqa: E402
 from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws, scoring_parser  # noqa: E402
 from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
@@ -192,11 +192,6 @@ def score_ways(name: str, loaded: LoadedSupernet, split: dict[int, Supernet], co
             results.setdefault(str(arch), {}).update(record)
             print(f"{name}: {i}/{len(archs)} archs scored ({time.perf_counter() - start:.0f} s)", flush=True)
     return results
-
-
-def correlate_shape(results: dict[str, dict[str, float]], way: str, costs: CostModel, archs: list[Arch]) -> dict:
-    return {"archs": [{"arch": str(arch), "flops": costs(arch).flops, "supernet_top1": results[str(arch)][way]}
-                      for arch in archs]}
 
 
 def main(argv: list[str] | None = None) -> int:

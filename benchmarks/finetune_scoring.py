@@ -34,9 +34,11 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws, scoring_parser  # noqa: E402
+from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
 from spos.correlate import rank_correlation  # noqa: E402
+from spos.cost import CostModel  # noqa: E402
 from spos.data import fixed_batches, load_data, set_epoch  # noqa: E402
 from spos.evaluate import evaluation_batches, recalibrated_top1  # noqa: E402
 from spos.readers import read_jsonl  # noqa: E402
@@ -115,6 +117,14 @@ def score_supernet(name: str, path: str, archs, batches, train, lr: float, cache
             results.setdefault(str(arch), {}).update(record)
             print(f"{name}: {i}/{len(archs)} archs scored ({time.perf_counter() - start:.0f} s)", flush=True)
     return results
+
+
+def correlate_shape(results: dict[str, dict[str, float]], kind: str, costs: CostModel, archs: list[Arch]) -> dict:
+    """One score ``kind`` of ``results`` (arch -> {kind: score}) in `spos correlate`'s shape, which
+    `reference_length.py --supernet NAME FILE#scores/NAME-KIND` reads (the score goes under
+    ``supernet_top1`` whatever it measures)."""
+    return {"archs": [{"arch": str(arch), "flops": costs(arch).flops, "supernet_top1": results[str(arch)][kind]}
+                      for arch in archs]}
 
 
 def tau_table(results: dict[str, dict[str, dict[str, float]]], kinds: tuple[str, ...], truths: dict[str, dict[str, float]],

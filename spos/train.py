@@ -535,6 +535,15 @@ def train_supernet(
         shutdown(ctx)
 
 
+def initial_supernet(space: SearchSpace, cfg: TrainConfig) -> Supernet:
+    """The supernet, on the CPU, as `spos train` initializes it for ``cfg``: the same weights for
+    the same seed and init whatever the process drew before, so a trained run's start can be
+    rebuilt from its config (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        return Supernet(space, bn_affine=cfg.supernet.bn_affine, init=cfg.supernet.init)
+
+
 def _train_supernet(
     cfg: TrainConfig, out_dir: Path, ctx: DistContext, max_steps: int | None, resume: bool,
     metric: Callable[[Arch], float] | None,
@@ -546,9 +555,7 @@ def _train_supernet(
             f"data: the {cfg.data.dataset} dataset has {splits.num_classes} classes, "
             f"space {space.name!r} has num_classes {space.num_classes}"
         )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.seed, "init"))
-        supernet = Supernet(space, bn_affine=cfg.supernet.bn_affine, init=cfg.supernet.init).to(ctx.device)
+    supernet = initial_supernet(space, cfg).to(ctx.device)
 
     def report_unreachable(target: Bin, tries: int) -> None:
         if ctx.is_main:

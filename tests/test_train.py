@@ -16,7 +16,8 @@ import yaml
 
 from spos.checkpoint import load_checkpoint, load_supernet
 from spos.config import load_train_config
-from spos.train import ExistingRun, TrainingDiverged, _truncate_metrics, path_sampler, train_supernet
+from spos.train import (ExistingRun, TrainingDiverged, _truncate_metrics, initial_supernet, path_sampler,
+                        train_supernet)
 from tests.conftest import ROOT, tiny_space_dict
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -128,14 +129,9 @@ def test_a_fair_run_trains_every_op_each_step_and_resumes_exactly(tmp_path):
 
 
 def initial_weights(cfg) -> dict[str, torch.Tensor]:
-    """The initial weights of a run (the supernet is built from the seed alone)."""
-    from spos.data import derive_seed
-    from spos.supernet import Supernet
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.seed, "init"))
-        net = Supernet(cfg.load_space())
-    return {n: p.detach().clone() for n, p in net.named_parameters()}
+    """The initial weights of a run as `initial_supernet` rebuilds them from its config: the
+    tests that compare them bit for bit with a trained run's off-path weights prove the rebuild."""
+    return {n: p.detach().clone() for n, p in initial_supernet(cfg.load_space(), cfg).named_parameters()}
 
 
 def test_run_directory_contents_and_refusals(tmp_path):
