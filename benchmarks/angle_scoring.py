@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(smallest tensor {rebuilds[name]['min_tensor_cosine']:.3f}); angles follow FLOPs at tau "
               f"{follow_flops[name]:.2f}")
     taus, agreement = tau_table(results, (KIND,), truths, archs, "score")
-    print(f"supernets agree on the {len(archs)} archs at mean tau {statistics.mean(agreement[KIND].values()):.2f}"
-          if len(results) > 1 else "")
+    if len(results) > 1:
+        print(f"supernets agree on the {len(archs)} archs at mean tau {statistics.mean(agreement[KIND].values()):.2f}")
     if a.out:
         write_json_atomic(a.out, {
             "draws": dict(draws), "seed": a.seed, "supernets": dict(supernets), "rebuild": rebuilds,
