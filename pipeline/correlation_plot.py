@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ def plot_correlation(result: Correlation, path: str | Path) -> Path:
     seeds = max(len(p.standalone_runs) for p in points)
     ax.set_ylabel("stand-alone top-1 on test (%)" + (f", mean of {seeds} seeds" if seeds > 1 else ""))
     title = f"{result.num_archs} archs: Kendall tau {result.kendall_tau:.2f}, Spearman {result.spearman:.2f}"
+    if result.flops_tau is not None and not math.isnan(result.flops_tau):
+        title += f"; FLOPs alone: tau {result.flops_tau:.2f}"
     if result.standalone_self_tau is not None:
         title += f"\nstand-alone seed vs seed: tau {result.standalone_self_tau:.2f}"
     if result.reference_noise is not None:

@@ -391,7 +391,10 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
         advice = seeds_advice(data["num_archs"], noise, cfg.correlate.steps)
         if advice:
             fact += f": {advice}"
-    return {"rank correlation": fact + ")"}
+    fact += ")"
+    if data.get("flops_tau") is not None:  # absent from runs written before it was measured
+        fact += f"; ranking the same archs by FLOPs alone: tau {data['flops_tau']:.3f}"
+    return {"rank correlation": fact}
 
 
 def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[str]:

@@ -9,7 +9,8 @@ For ``num_archs`` archs drawn evenly over the space's FLOPs range:
   untouched test split (`spos.retrain`).
 
 Kendall's tau and Spearman's rho between the two say how far the search can
-trust the supernet's ranking. Every stand-alone run checkpoints into its own
+trust the supernet's ranking; ``flops_tau``, the tau of ranking the same archs by
+FLOPs alone, says whether the supernet knows more than their size. Every stand-alone run checkpoints into its own
 folder and every finished one is journaled, so a killed run resumes where it
 stopped and re-trains nothing.
 
@@ -97,6 +98,9 @@ class Correlation:
     standalone_self_tau: float | None = None  # tau between the first two seeds' stand-alone rankings
     kendall_p: float | None = None  # two-sided p-value of kendall_tau
     reference_noise: ReferenceNoise | None = None  # with 2+ seeds: seed noise, arch spread, ceiling tau
+    # Ranking by FLOPs alone against the same reference: the bar a supernet must clear to know
+    # more than the archs' size (on CIFAR the recipe's supernets often do not).
+    flops_tau: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data; a coefficient that is undefined (one side ranks every arch equal) is null,
@@ -104,6 +108,7 @@ class Correlation:
         return {"kendall_tau": _finite_or_none(self.kendall_tau), "spearman": _finite_or_none(self.spearman),
                 "kendall_p": _finite_or_none(self.kendall_p), "num_archs": self.num_archs,
                 "standalone_self_tau": _finite_or_none(self.standalone_self_tau),
+                "flops_tau": _finite_or_none(self.flops_tau),
                 **_noise_json(self.reference_noise),
                 "archs": [{**asdict(p), "standalone_runs": list(p.standalone_runs)} for p in self.archs]}
 
@@ -213,7 +218,9 @@ def correlate(
     if len(seeds) > 1:
         self_tau, _ = rank_correlation([p.standalone_runs[0] for p in finished], [p.standalone_runs[1] for p in finished])
         noise = reference_noise([p.standalone_runs for p in finished])
-    result = Correlation(tau, rho, len(finished), finished, self_tau, kendall_p_value(scores, accuracies), noise)
+    flops_tau, _ = rank_correlation([p.flops for p in finished], accuracies)
+    result = Correlation(tau, rho, len(finished), finished, self_tau, kendall_p_value(scores, accuracies), noise,
+                         flops_tau)
     write_json_atomic(out_dir / RESULT_NAME, {**result.to_json(), "settings": identity})
     return result
 

@@ -103,6 +103,10 @@ def test_correlate_scores_trains_and_writes_the_result(supernet_file, tmp_path):
     assert result.num_archs == 3 and len({p.arch for p in result.archs}) == 3
     written = json.loads((tmp_path / "out" / "correlation.json").read_text())
     assert written["kendall_tau"] == result.kendall_tau and written["num_archs"] == 3
+    # the bar a supernet must clear: the same archs ranked by their FLOPs alone
+    flops_tau, _ = rank_correlation([p.flops for p in result.archs], [p.standalone_top1 for p in result.archs])
+    assert result.flops_tau == pytest.approx(flops_tau, nan_ok=True)
+    assert written["flops_tau"] == (None if math.isnan(flops_tau) else pytest.approx(flops_tau))
     for i, point in enumerate(result.archs):
         # the stand-alone figure is the retrained model's own test top-1
         model = torch.load(tmp_path / "out" / "standalone" / f"{i:03d}" / "model.pt", weights_only=True)
@@ -262,7 +266,7 @@ def test_cli_json_contract(supernet_file, tmp_path, capsys):
                  "--recal-batches", "1", "--batch-size", "32", "--out", str(out), "--json"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
-    assert {"kendall_tau", "spearman", "num_archs", "archs"} <= set(data)
+    assert {"kendall_tau", "spearman", "num_archs", "archs", "flops_tau"} <= set(data)
     assert data["num_archs"] == 3 and -1.0 <= data["kendall_tau"] <= 1.0
     assert all({"arch", "supernet_top1", "standalone_top1", "flops"} <= set(a) for a in data["archs"])
     assert (out / "correlation.png").stat().st_size > 0
@@ -288,6 +292,8 @@ def test_cli_json_contract(supernet_file, tmp_path, capsys):
     assert "reused 3 stand-alone run(s)" in captured.err  # seed 0 reused, seed 1 trained
     assert "stand-alone training agrees with itself (seeds 0 and 1) at Kendall tau" in captured.out
     noise = json.loads((tmp_path / "again" / "correlation.json").read_text())
+    if noise["flops_tau"] is not None:  # the bar the supernet's tau is printed against
+        assert f"ranking by FLOPs alone: Kendall tau {noise['flops_tau']:.3f} (the supernet " in captured.out
     if noise["ceiling_tau"] < 0.75:  # the reference cannot decide: the CLI says what would
         assert "lifts that ceiling to 0.75" in captured.out or "would lift that ceiling to 0.75" in captured.out
 
@@ -366,7 +372,11 @@ def test_pipeline_correlate_stage_writes_its_figures_for_the_report(supernet_fil
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
     assert "stand-alone seed vs seed: tau 0.200" in fact
     assert "would be measured at tau 0.610 against this reference: " in fact
-    assert re.search(r"\d+ seeds per arch would lift that ceiling to 0.75\)$", fact)  # what would make it decisive
+    assert re.search(r"\d+ seeds per arch would lift that ceiling to 0.75\); ", fact)  # what would make it decisive
+    data.update(flops_tau=0.4667)
+    outputs["result"].write_text(json.dumps(data))
+    fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]
+    assert fact.endswith("to 0.75); ranking the same archs by FLOPs alone: tau 0.467")
     data.update(kendall_tau=None, spearman=None)  # all ranks tied: the report says so instead of failing
     outputs["result"].write_text(json.dumps(data))
     fact = correlation_fact(cfg, {"correlate": outputs})["rank correlation"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from pipeline.output import human_count, print_json
 
@@ -71,6 +72,9 @@ def correlate(args: argparse.Namespace) -> int:
               f"{100 * p.standalone_top1:>11.1f}%  {runs}")
     print(f"Kendall tau {result.kendall_tau:.3f} (p = {result.kendall_p:.3f}), Spearman {result.spearman:.3f} "
           f"over {result.num_archs} archs")
+    if result.flops_tau is not None and not math.isnan(result.flops_tau):
+        verdict = "ranks better than" if result.kendall_tau > result.flops_tau else "does not rank better than"
+        print(f"ranking by FLOPs alone: Kendall tau {result.flops_tau:.3f} (the supernet {verdict} the archs' size)")
     if result.standalone_self_tau is not None:
         print(f"stand-alone training agrees with itself (seeds {settings.seed} and {settings.seed + 1}) at Kendall "
               f"tau {result.standalone_self_tau:.3f}")
