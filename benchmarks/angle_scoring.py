@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.finetune_scoring import correlate_shape, tau_table  # noqa: E402
-from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws  # noqa: E402
+from benchmarks.scoring_splits import drawn_setup  # noqa: E402
 from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
@@ -88,13 +88,12 @@ def rebuild_check(initial: Supernet, trained: Supernet) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
-    first = load_supernet(supernets[0][1])
-    archs, truths = drawn_archs(first.space, draws, a.seed)
+    drawn = drawn_setup(a)
+    first, archs = drawn.first, drawn.archs
     costs = CostModel(first.space)
     flops = [costs(arch).flops for arch in archs]
     results, rebuilds, follow_flops = {}, {}, {}
-    for name, path in supernets:
+    for name, path in drawn.supernets:
         loaded = load_supernet(path)
         if loaded.space.hash != first.space.hash:
             raise ValueError(f"--supernet {name}={path}: space {loaded.space.name!r} differs from the first "
@@ -107,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: rebuilt start vs trained, cosine {rebuilds[name]['cosine']:.3f} "
               f"(smallest tensor {rebuilds[name]['min_tensor_cosine']:.3f}); angles follow FLOPs at tau "
               f"{follow_flops[name]:.2f}")
-    taus, agreement = tau_table(results, (KIND,), truths, archs, "score")
+    taus, agreement = tau_table(results, (KIND,), drawn.truths, archs, "score")
     if len(results) > 1:
         print(f"supernets agree on the {len(archs)} archs at mean tau {statistics.mean(agreement[KIND].values()):.2f}")
     if a.out:
         write_json_atomic(a.out, {
-            "draws": dict(draws), "seed": a.seed, "supernets": dict(supernets), "rebuild": rebuilds,
+            "draws": dict(drawn.draws), "seed": a.seed, "supernets": dict(drawn.supernets), "rebuild": rebuilds,
             "kendall_tau": taus, "supernet_agreement_tau": agreement, "follow_flops_tau": follow_flops,
             "mean_tau": {group: statistics.mean(by_kind[KIND].values()) for group, by_kind in taus.items()},
             "scores": {f"{name}-{KIND}": correlate_shape(results[name], KIND, costs, archs) for name in results}})

@@ -47,14 +47,14 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from benchmarks.finetune_scoring import correlate_shape, read_cache, tau_table  # noqa: E402
-from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws, scoring_parser  # noqa: E402
+from benchmarks.finetune_scoring import correlate_shape, fine_tuning_start, read_cache, tau_table  # noqa: E402
+from benchmarks.scoring_splits import scoring_parser  # noqa: E402
 from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.checkpoint import LoadedSupernet, load_checkpoint, load_supernet, save_atomic  # noqa: E402
 from spos.cost import CostModel  # noqa: E402
-from spos.data import derive_seed, load_data, set_epoch  # noqa: E402
-from spos.evaluate import evaluation_batches, recalibrated_top1  # noqa: E402
+from spos.data import derive_seed, set_epoch  # noqa: E402
+from spos.evaluate import recalibrated_top1  # noqa: E402
 from spos.sampling import SamplingError  # noqa: E402
 from spos.samplers import PathSampler, make_sampler  # noqa: E402
 from spos.supernet import Supernet  # noqa: E402
@@ -196,16 +196,11 @@ def score_ways(name: str, loaded: LoadedSupernet, split: dict[int, Supernet], co
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    if a.steps < 1 or not a.lr > 0:
-        raise ValueError(f"--steps {a.steps} --lr {a.lr}: expected at least one step and a positive learning rate")
-    supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
-    first = load_supernet(supernets[0][1])
-    archs, truths = drawn_archs(first.space, draws, a.seed)
-    splits = load_data(first.config.data)
-    batches = evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500)
-    costs = CostModel(first.space)
+    drawn, splits, batches = fine_tuning_start(a)
+    archs = drawn.archs
+    costs = CostModel(drawn.first.space)
     results, minutes = {}, {}
-    for name, path in supernets:
+    for name, path in drawn.supernets:
         loaded = load_supernet(path)
         folder = a.cache / name
         split, control, minutes[name] = split_and_control(name, loaded, a.block, a.steps, a.lr, a.batch_size,
@@ -213,14 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         # The split's scores depend on the block, both copies' on steps and lr: one file per setting.
         scores_path = folder / f"scores-block{a.block}-steps{a.steps}-lr{a.lr}.jsonl"
         results[name] = score_ways(name, loaded, split, control, a.block, archs, batches, scores_path)
-    taus, agreement = tau_table(results, WAYS, truths, archs, "way")
+    taus, agreement = tau_table(results, WAYS, drawn.truths, archs, "way")
     mean_top1 = {way: {name: statistics.mean(r[str(x)][way] for x in archs) for name, r in results.items()} for way in WAYS}
     print("mean top-1 of the drawn archs: " + "; ".join(
         f"{way} {100 * statistics.mean(by_name.values()):.1f}%" for way, by_name in mean_top1.items()))
     if a.out:
         write_json_atomic(a.out, {
-            "draws": dict(draws), "seed": a.seed, "block": a.block, "steps": a.steps, "lr": a.lr,
-            "supernets": dict(supernets), "fine_tune_minutes": minutes,
+            "draws": dict(drawn.draws), "seed": a.seed, "block": a.block, "steps": a.steps, "lr": a.lr,
+            "supernets": dict(drawn.supernets), "fine_tune_minutes": minutes,
             "kendall_tau": taus, "supernet_agreement_tau": agreement, "mean_top1": mean_top1,
             "mean_tau": {g: {w: statistics.mean(v.values()) for w, v in by_way.items()} for g, by_way in taus.items()},
             "scores": {f"{name}-{way}": correlate_shape(results[name], way, costs, archs)

@@ -33,14 +33,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from benchmarks.scoring_splits import drawn_archs, labelled, parse_draws, scoring_parser  # noqa: E402
+from benchmarks.scoring_splits import DrawnSetup, drawn_setup, scoring_parser  # noqa: E402
 from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.checkpoint import load_supernet  # noqa: E402
 from spos.correlate import rank_correlation  # noqa: E402
 from spos.cost import CostModel  # noqa: E402
-from spos.data import fixed_batches, load_data, set_epoch  # noqa: E402
-from spos.evaluate import evaluation_batches, recalibrated_top1  # noqa: E402
+from spos.data import DataSplits, fixed_batches, load_data, set_epoch  # noqa: E402
+from spos.evaluate import EvaluationBatches, evaluation_batches, recalibrated_top1  # noqa: E402
 from spos.readers import read_jsonl  # noqa: E402
 
 SCORES = ("inherited", "finetuned")
@@ -146,26 +146,32 @@ def tau_table(results: dict[str, dict[str, dict[str, float]]], kinds: tuple[str,
     return taus, agreement
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
+def fine_tuning_start(a: argparse.Namespace) -> tuple[DrawnSetup, DataSplits, EvaluationBatches]:
+    """What the benchmarks that fine-tune before scoring start from: ``--steps`` and ``--lr`` checked
+    before anything is read, the draws (`drawn_setup`), the first supernet's data, and the
+    search's evaluation batches (BN recalibration and search-val)."""
     if a.steps < 1 or not a.lr > 0:
         raise ValueError(f"--steps {a.steps} --lr {a.lr}: expected at least one step and a positive learning rate")
-    supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
-    loaded = load_supernet(supernets[0][1])
-    archs, truths = drawn_archs(loaded.space, draws, a.seed)
-    splits = load_data(loaded.config.data)
-    batches = evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500)
+    drawn = drawn_setup(a)
+    splits = load_data(drawn.first.config.data)
+    return drawn, splits, evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    drawn, splits, batches = fine_tuning_start(a)
+    archs = drawn.archs
     train = training_batches(splits, a.steps, a.batch_size)
     results = {name: score_supernet(name, path, archs, batches, train, a.lr, a.cache / f"{name}-ft{a.steps}-lr{a.lr}.jsonl")
-               for name, path in supernets}
-    taus, agreement = tau_table(results, SCORES, truths, archs, "score")
+               for name, path in drawn.supernets}
+    taus, agreement = tau_table(results, SCORES, drawn.truths, archs, "score")
     for kind, pairs in agreement.items():
         if pairs:
             print(f"supernets agree with each other ({kind}, all {len(archs)} archs): mean "
                   f"{statistics.mean(pairs.values()):.2f} ({', '.join(f'{p} {t:.2f}' for p, t in pairs.items())})")
     if a.out:
         write_json_atomic(a.out, {
-            "draws": dict(draws), "seed": a.seed, "steps": a.steps, "lr": a.lr, "supernets": dict(supernets),
+            "draws": dict(drawn.draws), "seed": a.seed, "steps": a.steps, "lr": a.lr, "supernets": dict(drawn.supernets),
             "kendall_tau": taus, "supernet_agreement_tau": agreement,
             "mean_tau": {g: {k: statistics.mean(v.values()) for k, v in by_kind.items()} for g, by_kind in taus.items()},
             "top1": results})

@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,9 +39,10 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from benchmarks.ranking_across_supernets import reference_runs  # noqa: E402
+from spos.arch import Arch  # noqa: E402
 from spos.atomic import write_json_atomic  # noqa: E402
 from spos.bn import recalibrate_bn  # noqa: E402
-from spos.checkpoint import load_checkpoint, load_supernet, save_atomic  # noqa: E402
+from spos.checkpoint import LoadedSupernet, load_checkpoint, load_supernet, save_atomic  # noqa: E402
 from spos.correlate import rank_correlation, stratified_by_flops  # noqa: E402
 from spos.cost import CostModel  # noqa: E402
 from spos.data import load_data  # noqa: E402
@@ -163,27 +165,43 @@ def drawn_archs(space, draws: list[tuple[str, str]], seed: int) -> tuple[list, d
     return archs, truths
 
 
+class DrawnSetup(NamedTuple):  # not a dataclass: the tests load benchmarks outside sys.modules
+    """What every benchmark that scores earlier `spos correlate` draws on several supernets starts from."""
+
+    supernets: list[tuple[str, str]]  # (label, path) per --supernet
+    draws: list[tuple[str, str]]  # (N, journal) per --draw
+    first: LoadedSupernet  # the draws' space and data (every supernet shares them)
+    archs: list[Arch]  # every drawn arch once, in draw order
+    truths: dict[str, dict[str, float]]  # per draw and "pooled": arch -> mean stand-alone top-1
+
+
+def drawn_setup(a: argparse.Namespace) -> DrawnSetup:
+    """The labelled ``--supernet`` and ``--draw`` options, the first supernet, and the drawn archs with
+    the truths to rank them against (`drawn_archs`)."""
+    supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
+    first = load_supernet(supernets[0][1])
+    archs, truths = drawn_archs(first.space, draws, a.seed)
+    return DrawnSetup(supernets, draws, first, archs, truths)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    supernets, draws = labelled(a.supernet, "--supernet"), parse_draws(a.draw)
-    first = load_supernet(supernets[0][1])  # the draws' space and data (every supernet shares them)
-    archs, truths = drawn_archs(first.space, draws, a.seed)
-
-    splits = load_data(first.config.data)
+    drawn = drawn_setup(a)
+    splits = load_data(drawn.first.config.data)
     batches = {split: evaluation_batches(splits, a.recal_batches, a.batch_size, a.seed, val_batch_size=500, split=split)
                for split in SPLITS}
     taus: dict[str, dict[str, dict[str, float]]] = {}
-    search_val, costs = {}, CostModel(first.space)
-    for name, path in supernets:
-        results = score_supernet(name, path, archs, batches, a.cache)
-        search_val[name] = search_val_scores(results, costs, archs)
-        for group, truth in truths.items():
+    search_val, costs = {}, CostModel(drawn.first.space)
+    for name, path in drawn.supernets:
+        results = score_supernet(name, path, drawn.archs, batches, a.cache)
+        search_val[name] = search_val_scores(results, costs, drawn.archs)
+        for group, truth in drawn.truths.items():
             for scored_on in SCORED_ON:
                 for metric in METRICS:
                     scores = [arch_score(results[arch], scored_on, metric) for arch in truth]
                     tau = rank_correlation(scores, list(truth.values()))[0]
                     taus.setdefault(group, {}).setdefault(f"{scored_on} {metric}", {})[name] = tau
-    names = [name for name, _ in supernets]
+    names = [name for name, _ in drawn.supernets]
     print(f"{'archs':>6} {'scored on':<24}" + "".join(f"{n[:12]:>13}" for n in names) + "   mean")
     for group, rows in taus.items():
         for row, by_name in rows.items():
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                   + f"   {statistics.mean(by_name.values()):.3f}")
     if a.out:
         write_json_atomic(a.out, {
-            "draws": dict(draws), "seed": a.seed, "supernets": dict(supernets),
+            "draws": dict(drawn.draws), "seed": a.seed, "supernets": dict(drawn.supernets),
             "images": {split: sum(len(y) for _, y in b.validation) for split, b in batches.items()},
             "kendall_tau": taus,
             "mean_tau": {g: {row: statistics.mean(v.values()) for row, v in rows.items()} for g, rows in taus.items()},

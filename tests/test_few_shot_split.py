@@ -9,6 +9,7 @@ import random
 import pytest
 import torch
 
+from benchmarks.scoring_splits import drawn_archs
 from spos.checkpoint import load_supernet
 from spos.data import load_data
 from spos.evaluate import evaluation_batches, recalibrated_top1
@@ -100,7 +101,7 @@ def test_scores_three_ways_per_draw_and_resumes(supernet_file, tmp_path, capsys)
               for way in ("original", "split", "control")}
     # the original way scores the given supernet exactly as the search does
     batches = evaluation_batches(load_data(loaded.config.data), 1, 16, 0, val_batch_size=500)
-    arch = next(a for a in few_shot.drawn_archs(loaded.space, [("3", tmp_path / "sa3.jsonl")], 0)[0])
+    arch = next(a for a in drawn_archs(loaded.space, [("3", tmp_path / "sa3.jsonl")], 0)[0])
     assert scores["original"][str(arch)] == recalibrated_top1(loaded.supernet.subnet(arch), batches)
     # a stop after the first arch's line: the next run fine-tunes nothing and scores the rest
     scores_file = cache / "a" / "scores-block1-steps2-lr0.02.jsonl"
