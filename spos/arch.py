@@ -99,6 +99,12 @@ class Arch:
         return cls.parse(str(text_or_path))
 
     # ---- against a space ---------------------------------------------------
+    def widest(self, space: SearchSpace) -> Arch:
+        """The same ops with every channel choice at the space's largest multiplier (canonical)."""
+        if not space.searches_channels:
+            raise ValueError(f"arch {self}: space {space.name!r} searches no channel numbers, so it has no widest version")
+        return Arch(self.ops, (space.max_channel,) * len(self.ops)).validated(space)
+
     def validated(self, space: SearchSpace) -> Arch:
         """Check against ``space`` and return the canonical form.
 

@@ -97,6 +97,10 @@ class SamplerConfig:
     ``top_bin_weight`` tilts the choice of bin: the top bin (largest
     ``metric``) is picked that many times as often as the bottom one, the bins
     between on a straight line; 1 is the paper's uniform choice.
+    ``inplace_distillation`` (spaces with channel search): each sampled path's
+    widest version (same ops, every channel choice at the largest multiplier)
+    is trained on the labels and the path on the widest's predictions, both in
+    one update (US-Nets' in-place distillation); a step costs two passes.
     """
 
     name: str = "uniform"
@@ -106,6 +110,7 @@ class SamplerConfig:
     range: tuple[float, float] | None = None
     max_tries: int = 1000
     top_bin_weight: float = 1.0
+    inplace_distillation: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
@@ -195,10 +200,12 @@ class TrainConfig:
         sampler = asdict(self.sampler)
         sampler["lut"] = str(self.sampler.lut) if self.sampler.lut else None
         sampler["range"] = list(self.sampler.range) if self.sampler.range else None
+        # Later keys are left out at their defaults, so runs from before they
+        # existed keep their resume identity and pipeline stage hashes.
         if self.sampler.top_bin_weight == 1.0:
-            # Left out at its default, so runs from before the key existed keep
-            # their resume identity and pipeline stage hashes.
             del sampler["top_bin_weight"]
+        if not self.sampler.inplace_distillation:
+            del sampler["inplace_distillation"]
         return {
             "space": str(self.space_path),
             "data": self.data.to_dict(),
@@ -257,6 +264,9 @@ class TrainConfig:
         sampler["lut"] = _resolve(sampler.get("lut"), base_dir)
         if "recipe" not in data:
             raise ValueError(f"{where}: missing required key 'recipe' (give at least recipe.steps or recipe.epochs)")
+        if sampler.get("inplace_distillation") and not space.searches_channels:
+            raise ValueError(f"sampler.inplace_distillation: space {space.name!r} searches no channel numbers, so a "
+                             "path is its own widest version; expected a space with channel_multipliers, or false")
         return cls(
             space_path=space_path,
             data=DataConfig.from_dict(data_section, data_dir),

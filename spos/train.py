@@ -91,6 +91,9 @@ class LoopSettings:
     config: Mapping[str, Any] | None = None  # written to config.yaml once out_dir's run is checked
     channels_last: bool = False  # NHWC weights and images (TrainConfig.channels_last)
     show_progress: bool = True  # a per-step tqdm bar (off where several runs share one terminal)
+    # In-place distillation: a sampled path's teacher (its widest version), trained on the
+    # labels in the same step; the path then learns from the teacher's predictions.
+    teacher: Callable[[Arch], Arch] | None = None
 
 
 @dataclass(frozen=True)
@@ -326,13 +329,18 @@ class _Loop:
         archs: list[Arch | None] = (
             [self.sampler() for _ in range(self.sampler.paths_per_step)] if self.sampler is not None else [None])
         optimizer.zero_grad(set_to_none=True)
+        # Several passes (the fair sampler's paths, a teacher's) sum their gradients into one update.
+        teacher = self.settings.teacher
+        passes = len(archs) * (1 if teacher is None else 2)
         stats = torch.zeros(2, device=ctx.device)
         for arch in archs:
-            logits = model(images) if arch is None else model(images, arch)
-            loss = self.criterion(logits, labels)
-            # Several paths (the fair sampler) sum their gradients into one update, as FairNAS does.
-            loss.backward()
-            stats += torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]) / len(archs)
+            if teacher is None or arch is None:
+                stats += self._backward(images, labels, arch)[1] / passes
+                continue
+            # In-place distillation (US-Nets): the widest version learns from the labels,
+            # the path from the widest's predictions.
+            teacher_logits, teacher_stats = self._backward(images, labels, teacher(arch))
+            stats += (teacher_stats + self._backward(images, labels, arch, teacher_logits.softmax(1))[1]) / passes
         # Averaged across ranks in the same collective as the gradients;
         # a NaN on any rank reaches every rank, so all stop together.
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -346,6 +354,19 @@ class _Loop:
             )
         optimizer.step()
         return loss_value, top1, lr
+
+    def _backward(self, images: torch.Tensor, labels: torch.Tensor, arch: Arch | None,
+                  soft_targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward and backward pass; returns its detached logits and [loss, top-1].
+        ``soft_targets``: class probabilities to learn instead of the labels (cross-entropy to them)."""
+        logits = self.model(images) if arch is None else self.model(images, arch)
+        if soft_targets is None:
+            loss = self.criterion(logits, labels)
+        else:
+            loss = -(soft_targets * torch.log_softmax(logits, dim=1)).sum(1).mean()
+        loss.backward()
+        logits = logits.detach()
+        return logits, torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()])
 
     def save(self, step: int) -> None:
         # A finite loss can still come with overflowed weights; never store those.
@@ -461,6 +482,8 @@ def train_network(
     """
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps: expected a positive integer, got {max_steps}")
+    if settings.teacher is not None and sampler is None:
+        raise ValueError("settings.teacher: in-place distillation needs a path sampler (a supernet); got none")
     ctx = ctx or DistContext(0, 1, 0, next(model.parameters()).device)
     recipe = settings.recipe
     batches = _EpochBatches(train_set, recipe.batch_size, settings.seed, ctx, settings.workers)
@@ -578,6 +601,7 @@ def _train_supernet(
         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, eval_every=cfg.eval.every,
         extra={"space": space.to_dict(), "config": cfg.to_dict(), "bn_affine": supernet.bn_affine},
         description="supernet", config=cfg.to_dict(), channels_last=cfg.channels_last,
+        teacher=(lambda arch: arch.widest(space)) if cfg.sampler.inplace_distillation else None,
     )
     loop = train_network(supernet, splits.train, settings, sampler=sampler, evaluate=evaluate, ctx=ctx,
                          max_steps=max_steps, resume=resume)
