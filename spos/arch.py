@@ -102,7 +102,9 @@ class Arch:
     def widest(self, space: SearchSpace) -> Arch:
         """The same ops with every channel choice at the space's largest multiplier (canonical)."""
         if not space.searches_channels:
-            raise ValueError(f"arch {self}: space {space.name!r} searches no channel numbers, so it has no widest version")
+            raise ValueError(
+                f"arch {self}: space {space.name!r} searches no channel numbers, so it has no widest version"
+            )
         return Arch(self.ops, (space.max_channel,) * len(self.ops)).validated(space)
 
     def validated(self, space: SearchSpace) -> Arch:

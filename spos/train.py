@@ -4,7 +4,9 @@
 optional path sampler (each step trains only the sampled path, or the fair
 sampler's several paths with their gradients summed: parameters off the
 paths keep ``grad = None``, so neither weight decay nor momentum moves
-them), tqdm progress, ``metrics.jsonl``, periodic evaluation, atomic
+them), an optional teacher path per sampled path (in-place distillation:
+the teacher learns from the labels, the path from the teacher, in the same
+update), tqdm progress, ``metrics.jsonl``, periodic evaluation, atomic
 checkpoints, and exact resume. `train_supernet` wires a `TrainConfig` into
 it and writes ``supernet.pt``.
 
@@ -334,7 +336,7 @@ class _Loop:
         passes = len(archs) * (1 if teacher is None else 2)
         stats = torch.zeros(2, device=ctx.device)
         for arch in archs:
-            if teacher is None or arch is None:
+            if teacher is None or arch is None:  # arch is None only without a sampler, and so without a teacher
                 stats += self._backward(images, labels, arch)[1] / passes
                 continue
             # In-place distillation (US-Nets): the widest version learns from the labels,
