@@ -9,9 +9,9 @@ For ``num_archs`` archs drawn evenly over the space's FLOPs range:
   untouched test split (`spos.retrain`).
 
 Kendall's tau and Spearman's rho between the two say how far the search can
-trust the supernet's ranking; ``flops_tau``, the tau of ranking the same archs by
-FLOPs alone, says whether the supernet knows more than their size. Every stand-alone run checkpoints into its own
-folder and every finished one is journaled, so a killed run resumes where it
+trust the supernet's ranking; ``flops_tau``, the tau of ranking the same archs
+by FLOPs alone, says whether the supernet knows more than their size. Every
+stand-alone run checkpoints into its own folder and every finished one is journaled, so a killed run resumes where it
 stopped and re-trains nothing.
 
 A short stand-alone run is itself a noisy measurement. With

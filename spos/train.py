@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
@@ -362,10 +363,8 @@ class _Loop:
         """One forward and backward pass; returns its detached logits and [loss, top-1].
         ``soft_targets``: class probabilities to learn instead of the labels (cross-entropy to them)."""
         logits = self.model(images) if arch is None else self.model(images, arch)
-        if soft_targets is None:
-            loss = self.criterion(logits, labels)
-        else:
-            loss = -(soft_targets * torch.log_softmax(logits, dim=1)).sum(1).mean()
+        # cross_entropy takes probabilities as targets too; a teacher's are not label-smoothed.
+        loss = self.criterion(logits, labels) if soft_targets is None else F.cross_entropy(logits, soft_targets)
         loss.backward()
         logits = logits.detach()
         return logits, torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()])
