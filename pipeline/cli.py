@@ -25,20 +25,21 @@ import traceback
 from runtime.optional import MissingRuntime
 
 # Each module defines ``register(subparsers)`` adding its sub-command(s), whose
-# parsers set ``func=callable(args) -> int``.
+# parsers set ``func=callable(args) -> int``. Listed (and so shown by --help) in the order
+# of the workflow: inspect a space, profile a device, train, search, check, deploy.
 COMMAND_MODULES = [
     "pipeline.commands.space",
     "pipeline.commands.arch",
     "pipeline.commands.profile",
     "pipeline.commands.lut",
-    "pipeline.commands.export",
-    "pipeline.commands.bench",
+    "pipeline.commands.train",
+    "pipeline.commands.search",
     "pipeline.commands.correlate",
     "pipeline.commands.retrain",
+    "pipeline.commands.export",
+    "pipeline.commands.bench",
     "pipeline.commands.run",
-    "pipeline.commands.search",
     "pipeline.commands.spnas",
-    "pipeline.commands.train",
 ]
 
 
