@@ -368,6 +368,22 @@ def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
     )
 
 
+def load_data_for_head(cfg: DataConfig, space_name: str, num_classes: int, seed: int = 0) -> DataSplits:
+    """`load_data`, refusing data whose class count differs from the classifier head's.
+
+    The count is only known once the dataset is read (an ImageFolder's class folders), so
+    this is checked here rather than when the config loads, as input size and channels are.
+    """
+    splits = load_data(cfg, seed=seed)
+    if splits.num_classes != num_classes:
+        raise ValueError(
+            f"data: the {cfg.dataset} dataset has {splits.num_classes} classes, space {space_name!r} has "
+            f"num_classes {num_classes}; for this data set num_classes: {splits.num_classes} in a copy of the "
+            f"space file, or point data.root at the dataset the space was made for"
+        )
+    return splits
+
+
 def fixed_batches(
     dataset: Dataset, num_batches: int, batch_size: int, seed: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:

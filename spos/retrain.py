@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from spos.arch import Arch
 from spos.bn import top1_accuracy
 from spos.config import TrainConfig
-from spos.data import derive_seed, load_data
+from spos.data import derive_seed, load_data_for_head
 from spos.distributed import barrier, init_distributed, shutdown
 from spos.hashing import file_sha256
 from spos.model_file import save_model
@@ -98,12 +98,7 @@ def retrain(
     init_path = Path(init_from_supernet) if init_from_supernet is not None else None
     if init_path is not None and not init_path.is_file():
         raise FileNotFoundError(f"init_from_supernet: supernet checkpoint not found: {init_path}")
-    splits = load_data(cfg.data, seed=cfg.seed)
-    if splits.num_classes != space.num_classes:
-        raise ValueError(
-            f"data: the {cfg.data.dataset} dataset has {splits.num_classes} classes, "
-            f"space {space.name!r} has num_classes {space.num_classes}"
-        )
+    splits = load_data_for_head(cfg.data, space.name, space.num_classes, seed=cfg.seed)
     ctx = init_distributed(cfg.device)
     try:
         net = initial_network(space, arch, cfg.seed, init_path).to(ctx.device)

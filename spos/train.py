@@ -45,7 +45,7 @@ from spos.atomic import write_text_atomic
 from spos.bn import recalibrate_bn, top1_accuracy
 from spos.checkpoint import load_checkpoint, save_atomic, supernet_payload
 from spos.config import RESUMABLE_CHANGES, RecipeConfig, TrainConfig, config_differences
-from spos.data import derive_seed, fixed_batches, load_data, set_epoch
+from spos.data import derive_seed, fixed_batches, load_data_for_head, set_epoch
 from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
 from spos.errors import HintedError
 from spos.readers import read_jsonl
@@ -573,12 +573,7 @@ def _train_supernet(
     metric: Callable[[Arch], float] | None,
 ) -> TrainResult:
     space = cfg.load_space()
-    splits = load_data(cfg.data, seed=cfg.seed)
-    if splits.num_classes != space.num_classes:
-        raise ValueError(
-            f"data: the {cfg.data.dataset} dataset has {splits.num_classes} classes, "
-            f"space {space.name!r} has num_classes {space.num_classes}"
-        )
+    splits = load_data_for_head(cfg.data, space.name, space.num_classes, seed=cfg.seed)
     supernet = initial_supernet(space, cfg).to(ctx.device)
 
     def report_unreachable(target: Bin, tries: int) -> None:

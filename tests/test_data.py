@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -188,3 +189,21 @@ def test_the_train_split_is_scored_on_the_training_images_without_augmentation()
     assert splits.train.dataset.augment is not None  # the training split itself keeps its augmentation
     with pytest.raises(TypeError, match="expected an ImageDataset or a Subset of one, got list"):
         unaugmented([1, 2])
+
+
+def test_data_whose_classes_differ_from_the_head_is_refused_before_any_output(tmp_path):
+    from spos.retrain import retrain
+    from spos.sampling import sample_uniform
+    from spos.train import train_supernet
+
+    make_imagefolder(tmp_path / "imgs", classes=("a", "b", "c"))
+    cfg = load_train_config(write_config(
+        tmp_path / "cfg", data={"dataset": "imagefolder", "root": "../imgs", "search_val_per_class": 1}))
+    message = (r"data: the imagefolder dataset has 3 classes, space 'shufflenetv2-digits' has num_classes 10; "
+               r"for this data set num_classes: 3 in a copy of the space file")
+    with pytest.raises(ValueError, match=message):
+        train_supernet(cfg, tmp_path / "supernet")
+    arch = sample_uniform(cfg.load_space(), random.Random(0))
+    with pytest.raises(ValueError, match=message):
+        retrain(arch, cfg, tmp_path / "retrained")
+    assert not (tmp_path / "supernet").exists() and not (tmp_path / "retrained").exists()

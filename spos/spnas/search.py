@@ -47,7 +47,7 @@ from spos.checkpoint import load_checkpoint, save_atomic
 from spos.config import TrainConfig
 from spos.constraints import Constraint, Constraints
 from spos.cost import CostModel
-from spos.data import derive_seed, load_data
+from spos.data import derive_seed, load_data_for_head
 from spos.distributed import DistContext, pick_device
 from spos.errors import HintedError
 from spos.search import RESULT_FORMAT
@@ -181,10 +181,7 @@ def run_spnas(
     }
     state = _start_or_resume(out_dir, spec, resume)
     device = pick_device(cfg.device)
-    splits = load_data(cfg.data, seed=cfg.seed)
-    if splits.num_classes != space.num_classes:
-        raise ValueError(f"data: the {cfg.data.dataset} dataset has {splits.num_classes} classes, "
-                         f"space {space.name!r} has num_classes {space.num_classes}")
+    splits = load_data_for_head(cfg.data, space.name, space.num_classes, seed=cfg.seed)
     batches = _EpochBatches(splits.train, cfg.recipe.batch_size, cfg.seed, DistContext(0, 1, 0, device), cfg.data.workers)
     per_epoch = batches.steps_per_epoch
     if settings.epochs is not None or cfg.recipe.steps is None:
