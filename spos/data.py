@@ -385,18 +385,20 @@ def load_data_for_head(cfg: DataConfig, space_name: str, num_classes: int, seed:
 
 
 def fixed_batches(
-    dataset: Dataset, num_batches: int, batch_size: int, seed: int
+    dataset: Dataset, num_batches: int, batch_size: int, seed: int, what: str = "fixed_batches"
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``num_batches`` batches of distinct random samples, drawn with ``seed`` and held in memory.
 
     The same arguments always give the same tensors, so every candidate of a
-    search is recalibrated / scored on identical images.
+    search is recalibrated / scored on identical images. ``what`` names the settings the two
+    counts came from, for the error a too small split gives.
     """
     if num_batches < 1 or batch_size < 1:
-        raise ValueError(f"fixed_batches: expected positive num_batches and batch_size, got {num_batches}, {batch_size}")
+        raise ValueError(f"{what}: expected positive batch count and size, got {num_batches} x {batch_size}")
     needed = num_batches * batch_size
     if needed > len(dataset):
-        raise ValueError(f"fixed_batches: {num_batches} x {batch_size} images requested, the split has {len(dataset)}")
+        raise ValueError(f"{what}: {num_batches} x {batch_size} = {needed} distinct images requested, "
+                         f"the split has {len(dataset)}; lower either")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:needed].tolist()
     loader = DataLoader(Subset(dataset, order), batch_size=batch_size, shuffle=False, num_workers=0)
     return [(images, torch.as_tensor(labels)) for images, labels in loader]

@@ -73,7 +73,9 @@ def evaluation_batches(
     if split not in SCORED_SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SCORED_SPLITS)}")
     scored = unaugmented(splits.train) if split == "train" else getattr(splits, split)
-    recal = [images for images, _ in fixed_batches(splits.train, recal_batches, batch_size, seed)]
+    drawn = fixed_batches(splits.train, recal_batches, batch_size, seed,
+                          what="recal_batches x batch_size (BN recalibration images)")
+    recal = [images for images, _ in drawn]
     return EvaluationBatches(recal, in_order(scored, val_batch_size or batch_size))
 
 

@@ -584,7 +584,9 @@ def _train_supernet(
     evaluate = None
     if cfg.eval.paths:
         arches = evaluation_paths(supernet, cfg.eval.paths, cfg.seed)
-        recal = [x for x, _ in fixed_batches(splits.train, cfg.eval.recal_batches, cfg.eval.batch_size, cfg.seed)]
+        recal_batches = fixed_batches(splits.train, cfg.eval.recal_batches, cfg.eval.batch_size, cfg.seed,
+                                      what="eval.recal_batches x eval.batch_size (BN recalibration images)")
+        recal = [x for x, _ in recal_batches]
         val = [b for b in DataLoader(splits.search_val, batch_size=cfg.eval.batch_size, shuffle=False)]
 
         def evaluate(model: nn.Module) -> dict[str, Any]:

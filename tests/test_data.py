@@ -207,3 +207,16 @@ def test_data_whose_classes_differ_from_the_head_is_refused_before_any_output(tm
     with pytest.raises(ValueError, match=message):
         retrain(arch, cfg, tmp_path / "retrained")
     assert not (tmp_path / "supernet").exists() and not (tmp_path / "retrained").exists()
+
+
+def test_too_few_training_images_for_bn_recalibration_names_the_eval_keys_before_training(tmp_path):
+    from spos.train import train_supernet
+
+    make_imagefolder(tmp_path / "imgs", classes=tuple("abcdefghij"), per_class=3)
+    cfg = load_train_config(write_config(
+        tmp_path / "cfg", data={"dataset": "imagefolder", "root": "../imgs", "search_val_per_class": 1},
+        eval={"paths": 1, "recal_batches": 2, "batch_size": 16}))
+    with pytest.raises(ValueError, match=r"eval\.recal_batches x eval\.batch_size \(BN recalibration images\): "
+                                         r"2 x 16 = 32 distinct images requested, the split has 20; lower either"):
+        train_supernet(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
