@@ -306,8 +306,16 @@ def _read_yaml(path: Path, what: str) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``data`` with dotted keys set: ``{"recipe.steps": 20}``."""
+    """A copy of ``data`` with dotted keys set: ``{"recipe.steps": 20}``.
+
+    ``recipe.steps`` and ``recipe.epochs`` are two ways to give one length, so overriding
+    either drops the other from ``data`` (a pipeline can shorten a config written in epochs
+    to a number of steps); overriding both is still refused by the recipe's own check.
+    """
     result = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    sets_steps, sets_epochs = "recipe.steps" in overrides, "recipe.epochs" in overrides
+    if sets_steps != sets_epochs and isinstance(result.get("recipe"), dict):
+        result["recipe"].pop("epochs" if sets_steps else "steps", None)
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")
         node = result

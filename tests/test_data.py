@@ -130,6 +130,16 @@ def test_overrides_and_yaml_exponents(tmp_path):
     assert (cfg.seed, cfg.recipe.steps, cfg.data.workers, cfg.recipe.weight_decay) == (7, 20, 2, 4e-5)
 
 
+def test_a_length_override_replaces_the_other_length_key(tmp_path):
+    in_epochs = write_config(tmp_path / "epochs", recipe={"epochs": 3})
+    assert load_train_config(in_epochs, overrides={"recipe.steps": 20}).recipe.steps == 20
+    in_steps = write_config(tmp_path / "steps", recipe={"steps": 10})
+    cfg = load_train_config(in_steps, overrides={"recipe.epochs": 2})
+    assert (cfg.recipe.epochs, cfg.recipe.steps) == (2, None)
+    with pytest.raises(ValueError, match=r"recipe: give exactly one of 'steps' and 'epochs'"):
+        load_train_config(in_steps, overrides={"recipe.epochs": 2, "recipe.steps": 5})
+
+
 @pytest.mark.parametrize(
     "sections, message",
     [
