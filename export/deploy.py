@@ -9,7 +9,10 @@ Parity runs on real images: the first images of a seeded draw from the
 test split of the data the model was trained on (the checkpoint's config).
 ``export.json`` records the arch, the space, the input shape, the
 artifacts and every parity figure, so that ``spos bench`` can predict an
-exported file's latency from a LUT without the checkpoint.
+exported file's latency from a LUT without the checkpoint. It and the ONNX
+file's metadata also say how an image becomes the input (resize, scale,
+channels, mean and std) and which class each output logit is: what a
+deployment needs that the graph does not hold.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -25,6 +28,9 @@ from export.parity import ParityError, ParityResult, onnxruntime_parity, tensorr
 from export.qdq import is_quantized, to_qdq
 from spos.atomic import write_json_atomic
 from spos.model_file import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from spos.data import DataSplits  # the data stack loads only when an export runs
 
 FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
@@ -59,13 +65,19 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def parity_images(model: LoadedModel, count: int, seed: int) -> torch.Tensor:
-    """``count`` test-split images of the model's own dataset, drawn with ``seed``."""
-    from spos.data import DataConfig, fixed_batches, load_data
+def model_data(model: LoadedModel) -> DataSplits:
+    """The splits of the data ``model`` was trained on, as its checkpoint's config gives them."""
+    from spos.data import DataConfig, load_data
 
     if "data" not in model.config:
         raise ValueError("the checkpoint records no data config; expected a model.pt written by spos retrain")
-    splits = load_data(DataConfig.from_dict(model.config["data"]))
+    return load_data(DataConfig.from_dict(model.config["data"]))
+
+
+def parity_images(model: LoadedModel, splits: DataSplits, count: int, seed: int) -> torch.Tensor:
+    """``count`` test-split images of the model's own dataset (``splits``), drawn with ``seed``."""
+    from spos.data import fixed_batches
+
     count = min(count, len(splits.test))
     (images, _), = fixed_batches(splits.test, 1, count, seed)
     if tuple(images.shape[1:]) != model.input_shape:
@@ -107,10 +119,12 @@ def export_model(
     # What parity checks and how closely: the fake-quant model against its QDQ graph.
     checked = "int8-qdq" if quantized else precision
     out_dir = Path(out_dir)
-    images = parity_images(model, num_images, seed)
+    splits = model_data(model)
+    images = parity_images(model, splits, num_images, seed)
+    inputs = input_description(model, splits)
     graph = to_qdq(model.net) if quantized else model.net
     onnx_path = to_onnx(graph, out_dir / "model.onnx", model.input_shape, max_batch=batch, opset=opset,
-                        fp16=precision == "fp16")
+                        fp16=precision == "fp16", metadata={k: json.dumps(v) for k, v in inputs.items()})
     results = [onnxruntime_parity(model.net, onnx_path, images, precision=checked, batch=batch)]
 
     engine_path = None
@@ -124,7 +138,7 @@ def export_model(
         results.append(tensorrt_parity(model.net, runner, images, precision=checked, batch=batch))
 
     card = write_card(out_dir / EXPORT_CARD, model, Path(checkpoint), onnx_path, engine_path, results,
-                      batch=batch, precision=precision, opset=opset, quantized=quantized)
+                      batch=batch, precision=precision, opset=opset, quantized=quantized, inputs=inputs)
     result = ExportResult(onnx_path, engine_path, card, tuple(results))
     failed = [r for r in results if not r.passed]
     if failed:
@@ -132,10 +146,23 @@ def export_model(
     return result
 
 
+def input_description(model: LoadedModel, splits: DataSplits) -> dict[str, Any]:
+    """What a caller of the exported network must know to feed it and read its output: the arch,
+    how an image becomes its input (`spos.data.Preprocessing`), and the class of each logit."""
+    described: dict[str, Any] = {"arch": str(model.arch)}
+    if splits.preprocessing is not None:
+        described["preprocessing"] = splits.preprocessing.to_json()
+    if splits.class_names:
+        described["class_names"] = list(splits.class_names)
+    return described
+
+
 def write_card(
     path: Path, model: LoadedModel, checkpoint: Path, onnx_path: Path, engine_path: Path | None,
     parity: list[ParityResult], *, batch: int, precision: str, opset: int, quantized: bool = False,
+    inputs: dict[str, Any] | None = None,
 ) -> Path:
+    """``export.json``; ``inputs`` (`input_description`) adds the preprocessing and class names."""
     card = {
         "format": CARD_FORMAT,
         "arch": str(model.arch),
@@ -149,6 +176,7 @@ def write_card(
         "metrics": model.metrics,
         "artifacts": {"onnx": onnx_path.name, **({"engine": engine_path.name} if engine_path else {})},
         "parity": {p.runtime: p.to_json() for p in parity},
+        **{k: v for k, v in (inputs or {}).items() if k != "arch"},
     }
     if quantized:
         # ``precision`` stays the graph's float type (its input and output); the convs are INT8 QDQ.

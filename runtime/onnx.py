@@ -24,7 +24,7 @@ import copy
 import inspect
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import onnx
 import torch
@@ -45,13 +45,16 @@ def to_onnx(
     opset: int = DEFAULT_OPSET,
     fp16: bool = False,
     dynamo: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Export ``model`` (in eval mode; the caller's module is not modified) to ``path``.
 
     ``input_shape`` is one sample's shape without the batch axis, e.g. ``(3, 32, 32)``.
     With ``dynamic_batch`` the graph takes any batch in 1..``max_batch`` (axis 0
     of ``input`` and ``output`` is named ``batch``); without it the batch is fixed
-    at ``max_batch``. The file passes ``onnx.checker.check_model(full_check=True)``.
+    at ``max_batch``. ``metadata`` goes into the model's ``metadata_props`` (what ONNX Runtime's
+    ``get_modelmeta().custom_metadata_map`` and Netron show). The file passes
+    ``onnx.checker.check_model(full_check=True)``.
     """
     path = Path(path)
     shape = tuple(int(d) for d in input_shape)
@@ -75,7 +78,11 @@ def to_onnx(
             _export_dynamo(model, example, path, max_batch, dynamic_batch, opset)
         else:
             _export_torchscript(model, example, path, dynamic_batch, opset)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    exported = onnx.load(str(path))
+    if metadata:
+        onnx.helper.set_model_props(exported, dict(metadata))
+        onnx.save(exported, str(path))
+    onnx.checker.check_model(exported, full_check=True)
     return path
 
 

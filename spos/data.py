@@ -98,6 +98,42 @@ class DataConfig:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a stored image becomes the network's input at test time (no augmentation).
+
+    What a deployed network needs beside its weights: `spos export` writes it into
+    ``export.json`` and into the ONNX file's metadata, because a caller who feeds raw
+    pixels, or normalizes with other statistics, gets wrong answers without any error.
+    """
+
+    pixel_scale: float  # stored pixel values are divided by this, to [0, 1]
+    resize: str  # how an image reaches input_size x input_size
+    channels: str  # what the input channels hold, in order
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "formula": "(pixel / pixel_scale - mean) / std, per channel; NCHW float32",
+            "pixel_scale": self.pixel_scale, "resize": self.resize, "channels": self.channels,
+            "mean": list(self.mean), "std": list(self.std),
+        }
+
+
+def _image_file_preprocessing(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Preprocessing:
+    """What `PILSource` and `TensorSource` do to 8-bit RGB images (files, or CIFAR-10's arrays)."""
+    size = cfg.input_size
+    grey = cfg.in_channels == 1
+    return Preprocessing(
+        pixel_scale=255.0,
+        resize=(f"shorter side to {size} px (bilinear, antialiased), then centre crop to {size}x{size}; "
+                f"images already {size}x{size} are left as they are"),
+        channels="grey: mean of R, G, B" if grey else "R, G, B",
+        mean=tuple(mean), std=tuple(std),
+    )
+
+
 @dataclass
 class DataSplits:
     train: Dataset
@@ -107,6 +143,7 @@ class DataSplits:
     in_channels: int
     input_size: int
     class_names: tuple[str, ...] = field(default=())
+    preprocessing: Preprocessing | None = None
 
 
 # ---- samples and augmentation ------------------------------------------------------
@@ -274,8 +311,7 @@ class _Raw:
     train_labels: list[int]
     test: Callable[[int], tuple[torch.Tensor, int]]
     test_labels: list[int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    preprocessing: Preprocessing
     classes: tuple[str, ...]
 
 
@@ -296,10 +332,16 @@ def _digits(cfg: DataConfig) -> _Raw:
     # Statistics of the resized training images (resizing changes the spread).
     mean, std = (float(train_images.mean()),) * cfg.in_channels, (float(train_images.std()),) * cfg.in_channels
     train_labels, test_labels = [labels[i] for i in train_idx], [labels[i] for i in test_idx]
+    preprocessing = Preprocessing(
+        pixel_scale=16.0,  # scikit-learn's digits are 8x8 grey levels 0..16
+        resize=f"8x8 to {cfg.input_size}x{cfg.input_size}, bilinear (align_corners false), clamped to [0, 1]",
+        channels="grey" if cfg.in_channels == 1 else f"grey, repeated to {cfg.in_channels} channels",
+        mean=mean, std=std,
+    )
     return _Raw(
         TensorSource(train_images, train_labels, cfg.in_channels), train_labels,
         TensorSource(images[test_idx], test_labels, cfg.in_channels), test_labels,
-        mean, std, tuple(map(str, range(10))),
+        preprocessing, tuple(map(str, range(10))),
     )
 
 
@@ -325,7 +367,7 @@ def _imagefolder(cfg: DataConfig) -> _Raw:
     return _Raw(
         _decoded(PILSource(train.samples, train.loader, cfg), len(train.samples)), list(train.targets),
         _decoded(PILSource(val.samples, val.loader, cfg), len(val.samples)), list(val.targets),
-        mean, std, tuple(train.classes),
+        _image_file_preprocessing(cfg, mean, std), tuple(train.classes),
     )
 
 
@@ -347,24 +389,27 @@ def _cifar10(cfg: DataConfig) -> _Raw:
             return TensorSource(torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), ds.targets, cfg.in_channels)
         return PILSource([(img, int(y)) for img, y in zip(ds.data, ds.targets)], TF.to_pil_image, cfg)
 
-    return _Raw(source(train), list(train.targets), source(test), list(test.targets), mean, std, tuple(train.classes))
+    return _Raw(source(train), list(train.targets), source(test), list(test.targets),
+                _image_file_preprocessing(cfg, mean, std), tuple(train.classes))
 
 
 def load_data(cfg: DataConfig, seed: int = 0) -> DataSplits:
     """Build the three splits; ``seed`` selects the augmentation draws (not the split)."""
     raw = {"digits": _digits, "imagefolder": _imagefolder, "cifar10": _cifar10}[cfg.dataset](cfg)
     augment = SeededAugment(cfg.input_size, cfg.padding, cfg.flips) if cfg.augment else None
-    train_all = ImageDataset(raw.train, len(raw.train_labels), raw.mean, raw.std, augment, seed)
-    plain_train = ImageDataset(raw.train, len(raw.train_labels), raw.mean, raw.std)
+    mean, std = raw.preprocessing.mean, raw.preprocessing.std
+    train_all = ImageDataset(raw.train, len(raw.train_labels), mean, std, augment, seed)
+    plain_train = ImageDataset(raw.train, len(raw.train_labels), mean, std)
     rest, holdout = balanced_holdout(raw.train_labels, cfg.search_val_per_class, cfg.split_seed)
     return DataSplits(
         train=Subset(train_all, rest),
         search_val=Subset(plain_train, holdout),
-        test=ImageDataset(raw.test, len(raw.test_labels), raw.mean, raw.std),
+        test=ImageDataset(raw.test, len(raw.test_labels), mean, std),
         num_classes=len(raw.classes),
         in_channels=cfg.in_channels,
         input_size=cfg.input_size,
         class_names=raw.classes,
+        preprocessing=raw.preprocessing,
     )
 
 

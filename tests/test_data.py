@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -230,3 +231,22 @@ def test_too_few_training_images_for_bn_recalibration_names_the_eval_keys_before
                                          r"2 x 16 = 32 distinct images requested, the split has 20; lower either"):
         train_supernet(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_recorded_preprocessing_turns_an_image_file_into_the_networks_input(tmp_path):
+    """Follow `Preprocessing` by hand with PIL on a non-square file: the tensor the test split
+    gives is what a deployment that reads export.json would compute."""
+    root = make_imagefolder(tmp_path / "imgs", classes=("a", "b", "c"))
+    odd = Image.effect_noise((48, 40), 60).convert("RGB")
+    odd.save(root / "val" / "a" / "0.png")
+    splits = load_data(DataConfig("imagefolder", root=root, input_size=16, search_val_per_class=1))
+    prep = splits.preprocessing
+    assert (prep.pixel_scale, prep.channels) == (255.0, "R, G, B") and len(prep.mean) == 3
+    assert "shorter side to 16 px" in prep.resize and "centre crop to 16x16" in prep.resize
+    resized = odd.resize((19, 16), Image.BILINEAR)  # shorter side (40) to 16, the longer (48) in proportion
+    left = round((19 - 16) / 2)  # torchvision's centre: 1.5 rounds to 2
+    cropped = torch.from_numpy(np.array(resized.crop((left, 0, left + 16, 16)))).float()
+    pixels = cropped.permute(2, 0, 1) / prep.pixel_scale
+    by_hand = (pixels - torch.tensor(prep.mean).view(3, 1, 1)) / torch.tensor(prep.std).view(3, 1, 1)
+    # within two levels of 255 after normalization: PIL and torchvision round the bilinear weights apart
+    assert torch.allclose(splits.test[0][0], by_hand, atol=2 / 255 / min(prep.std))

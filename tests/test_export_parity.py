@@ -283,3 +283,20 @@ def test_engine_export_with_parity(model_pt, tmp_path, capsys, precision):
     assert printed["parity"]["tensorrt"]["passed"]
     sidecar = json.loads((out / "model.engine.json").read_text())
     assert sidecar["precision"] == precision and sidecar["batch_max"] == 32
+
+
+def test_export_says_how_an_image_becomes_the_input_in_the_card_and_the_onnx_metadata(model_pt, tmp_path):
+    import onnxruntime as ort
+
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(model_pt), "--format", "onnx", "--batch", "2",
+                 "--parity-images", "4", "--out", str(out)]) == 0
+    card = json.loads((out / "export.json").read_text())
+    channels = load_model(model_pt).space.in_channels
+    prep = card["preprocessing"]
+    assert prep["pixel_scale"] == 16.0 and len(prep["mean"]) == len(prep["std"]) == channels
+    assert prep["formula"].startswith("(pixel / pixel_scale - mean) / std")
+    assert card["class_names"] == [str(d) for d in range(10)]
+    meta = ort.InferenceSession(str(out / "model.onnx")).get_modelmeta().custom_metadata_map
+    assert {key: json.loads(value) for key, value in meta.items()} == {
+        "arch": card["arch"], "preprocessing": prep, "class_names": card["class_names"]}
