@@ -11,6 +11,8 @@ the right class. Reports each supernet's tau against the mean of each draw's sta
 runs, per draw and pooled over all drawn archs, and the mean over supernets. The JSON also
 holds each supernet's scores of the archs on search-val (the search's images) in `spos
 correlate`'s shape, under ``scores/NAME``, for `reference_length.py --supernet NAME FILE#scores/NAME`.
+A bilateral supernet (``supernet.bilateral``) is scored as the search scores it: each arch on
+both ends of its sliced channels, the two sides' per-image results pooled.
 
 Per-image results are kept per supernet in ``--cache`` (one ``NAME.pt`` each, resumable
 arch by arch), so a stop loses at most one arch and tables can be redone without scoring:
@@ -112,9 +114,13 @@ def score_supernet(name: str, path: str, archs, batches: dict, cache_dir: Path) 
     for i, arch in enumerate(archs, 1):
         if str(arch) in cache["per_arch"]:
             continue
-        net = supernet.subnet(arch).to(memory_format=layout)
-        recalibrate_bn(net, scored["search_val"].recalibration)  # one recalibration, every split scored after it
-        cache["per_arch"][str(arch)] = {split: per_image(net, b.validation) for split, b in scored.items()}
+        sides = []
+        for side in supernet.alignments:  # a bilateral supernet: both ends of the sliced channels, pooled
+            net = supernet.subnet(arch, align=side).to(memory_format=layout)
+            recalibrate_bn(net, scored["search_val"].recalibration)  # one recalibration, every split scored after it
+            sides.append({split: per_image(net, b.validation) for split, b in scored.items()})
+        cache["per_arch"][str(arch)] = {split: {key: torch.cat([r[split][key] for r in sides]) for key in sides[0][split]}
+                                        for split in scored}
         save_atomic(cache, cache_path)
         print(f"{name}: {i}/{len(archs)} archs scored ({time.perf_counter() - start:.0f} s)", flush=True)
     return cache["per_arch"]

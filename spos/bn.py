@@ -57,11 +57,13 @@ class PooledMoments:
         return self.m2 / max(self.count - 1, 1)
 
     def write_to(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
-        """Store as ``bn``'s running statistics; a slicing BN that saw ``c`` channels gets its first ``c``."""
+        """Store as ``bn``'s running statistics; a slicing BN that saw ``c`` channels gets the ``c``
+        its path uses (its first ones, or right-aligned its last: `spos.dynamic.DynamicBatchNorm2d`)."""
         assert self.mean is not None and bn.running_mean is not None and bn.running_var is not None
         c = self.mean.numel()
-        bn.running_mean[:c] = self.mean.to(bn.running_mean.dtype)
-        bn.running_var[:c] = self.variance.to(bn.running_var.dtype)
+        used = bn.channels(c) if hasattr(bn, "channels") else slice(0, c)
+        bn.running_mean[used] = self.mean.to(bn.running_mean.dtype)
+        bn.running_var[used] = self.variance.to(bn.running_var.dtype)
 
 
 @torch.no_grad()

@@ -92,7 +92,7 @@ def load_supernet(path: str | Path) -> LoadedSupernet:
 
     space = SearchSpace.from_dict(data["space"], f"{path} space")
     config = TrainConfig.from_dict(data["config"], where=f"{path} config", space=space)
-    supernet = Supernet(space, bn_affine=bool(data.get("bn_affine", False)))
+    supernet = Supernet(space, bn_affine=bool(data.get("bn_affine", False)), bilateral=config.supernet.bilateral)
     try:
         supernet.load_state_dict(data["model"])
     except RuntimeError as exc:

@@ -157,10 +157,14 @@ class SupernetConfig:
     """How the supernet is built. ``bn_affine: false`` is the authors' choice (paths share
     normalization only). ``init: nested`` starts the candidates of a block from the same
     function (`spos.nested_init`); ``centre`` from the same kernel centre with their own
-    random rings; ``independent`` draws each at random."""
+    random rings; ``independent`` draws each at random. ``bilateral: true`` (spaces with
+    channel search; BCNet, Su et al., CVPR 2021): each step trains the path on its sliced
+    layers' first or last channels, drawn per step, and a path's score is the mean over both
+    (`spos.dynamic`), so that every channel serves as many widths as any other."""
 
     bn_affine: bool = False
     init: str = "independent"
+    bilateral: bool = False
 
     def __post_init__(self) -> None:
         if self.init not in SUPERNET_INITS:
@@ -207,13 +211,16 @@ class TrainConfig:
             del sampler["top_bin_weight"]
         if not self.sampler.inplace_distillation:
             del sampler["inplace_distillation"]
+        supernet = asdict(self.supernet)
+        if not self.supernet.bilateral:
+            del supernet["bilateral"]
         return {
             "space": str(self.space_path),
             "data": self.data.to_dict(),
             "recipe": asdict(self.recipe),
             "sampler": sampler,
             "eval": asdict(self.eval),
-            "supernet": asdict(self.supernet),
+            "supernet": supernet,
             "seed": self.seed,
             "checkpoint_every": self.checkpoint_every,
             "log_every": self.log_every,
@@ -268,13 +275,17 @@ class TrainConfig:
         if sampler.get("inplace_distillation") and not space.searches_channels:
             raise ValueError(f"sampler.inplace_distillation: space {space.name!r} searches no channel numbers, so a "
                              "path is its own widest version; expected a space with channel_multipliers, or false")
+        supernet = parse_fields(SupernetConfig, data.get("supernet") or {}, "supernet")
+        if supernet.get("bilateral") and not space.searches_channels:
+            raise ValueError(f"supernet.bilateral: space {space.name!r} searches no channel numbers, so both ends "
+                             "of a layer are the same channels; expected a space with channel_multipliers, or false")
         return cls(
             space_path=space_path,
             data=DataConfig.from_dict(data_section, data_dir),
             recipe=RecipeConfig(**parse_fields(RecipeConfig, data["recipe"], "recipe")),
             sampler=SamplerConfig(**sampler),
             eval=EvalConfig(**parse_fields(EvalConfig, data.get("eval") or {}, "eval")),
-            supernet=SupernetConfig(**parse_fields(SupernetConfig, data.get("supernet") or {}, "supernet")),
+            supernet=SupernetConfig(**supernet),
             **values,
         )
 

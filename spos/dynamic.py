@@ -3,9 +3,18 @@
 A supernet candidate is built once at its largest mid-channel count; a
 path with fewer mid channels uses ``weight[:c_out, :c_in]`` and the first
 ``c`` BatchNorm statistics, as in once-for-all's dynamic ops.
+
+Under ``aligned(module, "right")`` the same ops use the *last* channels instead
+(``weight[-c_out:, -c_in:]``): BCNet's bilaterally coupled supernet (Su et al.,
+CVPR 2021) trains and scores a width on both sides, so that every channel serves
+as many widths as any other. With prefixes alone a layer's first channels are
+trained by every width and its last ones by the widest only.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -16,15 +25,27 @@ from spos.ops import BlockLayout, ConvSpec
 from spos.quant import DynamicPACT, quantize_weight
 
 
+ALIGNMENTS = ("left", "right")  # which end of a sliced layer's channels a narrower path uses
+
+
+def channel_slice(total: int, used: int, align: str = "left") -> slice:
+    """The channels a path using ``used`` of ``total`` takes: the first ones, or with
+    ``align="right"`` the last ones."""
+    return slice(0, used) if align == "left" else slice(total - used, total)
+
+
 class DynamicConv2d(nn.Conv2d):
-    """A conv whose active in/out channels are a prefix of its weights."""
+    """A conv whose active in/out channels are a prefix (or, right-aligned, a suffix) of its weights."""
+
+    align = "left"  # set per instance by `aligned`
 
     def active_weight(self, c_in: int, c_out: int | None) -> tuple[torch.Tensor, int]:
         """The weight slice for ``c_in`` -> ``c_out`` channels, and its conv groups."""
         c_out = self.out_channels if c_out is None else c_out
+        rows = channel_slice(self.out_channels, c_out, self.align)
         if self.groups == 1:
-            return self.weight[:c_out, :c_in], 1
-        return self.weight[:c_out], c_out  # depthwise: one filter per channel, c_in == c_out
+            return self.weight[rows, channel_slice(self.in_channels, c_in, self.align)], 1
+        return self.weight[rows], c_out  # depthwise: one filter per channel, c_in == c_out
 
     def forward(self, x: torch.Tensor, c_out: int | None = None) -> torch.Tensor:  # type: ignore[override]
         weight, groups = self.active_weight(x.shape[1], c_out)
@@ -41,7 +62,7 @@ class DynamicQuantConv2d(DynamicConv2d):
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm over the first ``x.shape[1]`` channels of its statistics.
+    """BatchNorm over the first (right-aligned: the last) ``x.shape[1]`` channels of its statistics.
 
     Mirrors ``nn.BatchNorm2d`` (including ``momentum=None``: a cumulative
     average); the sliced running statistics are views, so updates land in
@@ -50,8 +71,14 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     inputs, and leaves the channels this path did not use at their reset values.
     """
 
+    align = "left"  # set per instance by `aligned`
+
+    def channels(self, c: int) -> slice:
+        """The statistics a path with ``c`` channels uses."""
+        return channel_slice(self.num_features, c, self.align)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        c = x.shape[1]
+        c = self.channels(x.shape[1])
         factor = 0.0
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
@@ -59,10 +86,10 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
         use_batch_stats = self.training or self.running_mean is None
         return F.batch_norm(
             x,
-            self.running_mean[:c] if self.running_mean is not None else None,
-            self.running_var[:c] if self.running_var is not None else None,
-            self.weight[:c] if self.affine else None,
-            self.bias[:c] if self.affine else None,
+            self.running_mean[c] if self.running_mean is not None else None,
+            self.running_var[c] if self.running_var is not None else None,
+            self.weight[c] if self.affine else None,
+            self.bias[c] if self.affine else None,
             use_batch_stats,
             factor,
             self.eps,
@@ -115,3 +142,20 @@ class DynamicBlock(nn.Module):
             return branch
 
         return combine_branches(layout.combine, x, run(self.main, layout.main), run(self.proj, layout.proj))
+
+
+@contextlib.contextmanager
+def aligned(module: nn.Module, align: str) -> Iterator[nn.Module]:
+    """Within the block, every slicing layer of ``module`` uses its first (``"left"``) or its
+    last (``"right"``) channels; they return to what they were after."""
+    if align not in ALIGNMENTS:
+        raise ValueError(f"channel alignment {align!r}: expected one of {', '.join(ALIGNMENTS)}")
+    layers = [m for m in module.modules() if isinstance(m, (DynamicConv2d, DynamicBatchNorm2d))]
+    before = [layer.align for layer in layers]
+    for layer in layers:
+        layer.align = align
+    try:
+        yield module
+    finally:
+        for layer, previous in zip(layers, before):
+            layer.align = previous

@@ -110,7 +110,10 @@ class CandidateEvaluator:
     def __call__(self, arch: Arch) -> float:
         # A static copy per candidate (built on the supernet's device): recalibration
         # then never touches the shared supernet statistics, and scoring runs plain convolutions.
-        return recalibrated_top1(self.supernet.subnet(arch).to(memory_format=self.memory_format), self.batches)
+        # A bilateral supernet scores a path on both ends of its sliced channels (BCNet).
+        sides = self.supernet.alignments
+        return sum(recalibrated_top1(self.supernet.subnet(arch, align=side).to(memory_format=self.memory_format),
+                                     self.batches) for side in sides) / len(sides)
 
 
 class ScoreCache:

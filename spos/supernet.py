@@ -5,6 +5,10 @@ mid-channel weights and a path's channel choice slices them. Ops of one
 weight group (the bit pairs of a quantized ResNet block) are one candidate
 module that runs every op of the group.
 ``subnet(arch)`` returns the equivalent plain `StaticNet`.
+
+A ``bilateral`` supernet (BCNet) trains each path on its sliced layers' first or last
+channels (`spos.dynamic.aligned`) and scores it as the mean over both:
+``alignments`` lists the sides a score averages, ``subnet(arch, align=...)`` copies one.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch import nn
 
 from spos.arch import Arch
 from spos.blocks import Block
-from spos.dynamic import DynamicBlock
+from spos.dynamic import ALIGNMENTS, DynamicBlock, channel_slice
 from spos.nested_init import ALIGNED_INITS, INITS, nest_candidates
 from spos.network import StaticNet, build_head, build_stem
 from spos.ops import BlockLayout, get_op
@@ -26,16 +30,22 @@ from spos.space import SearchSpace
 
 
 class Supernet(nn.Module):
-    def __init__(self, space: SearchSpace, bn_affine: bool = False, init: str = "independent") -> None:
+    def __init__(self, space: SearchSpace, bn_affine: bool = False, init: str = "independent",
+                 bilateral: bool = False) -> None:
         """``bn_affine=False`` follows the authors' code: no BN scale/shift is
         shared between paths, only normalization. ``init="nested"`` starts the
         candidates of a block from the same function, ``init="centre"`` from the same
-        kernel centre with different rings (`spos.nested_init`)."""
+        kernel centre with different rings (`spos.nested_init`). ``bilateral``: paths
+        are scored on both ends of their sliced channels (module docstring)."""
         if init not in INITS:
             raise ValueError(f"supernet init: unknown {init!r}; expected one of: {', '.join(INITS)}")
+        if bilateral and not space.searches_channels:
+            raise ValueError(f"bilateral supernet: space {space.name!r} searches no channel numbers, so both "
+                             "sides are the same channels; expected a space with channel_multipliers")
         super().__init__()
         self.space = space
         self.bn_affine = bn_affine
+        self.bilateral = bilateral
         self.stem = build_stem(space, bn_affine)
         self.fixed = nn.Sequential(*(Block(sig.layout, bn_affine) for sig in fixed_signatures(space)))
         self.choices = nn.ModuleList()
@@ -78,14 +88,23 @@ class Supernet(nn.Module):
         modules += [self.choices[i][self._module_names[o]] for i, o in enumerate(arch.ops)]
         return [p for m in modules for p in m.parameters()]
 
+    @property
+    def alignments(self) -> tuple[str, ...]:
+        """The sides of the sliced channels a path's score averages over."""
+        return ALIGNMENTS if self.bilateral else ("left",)
+
     @torch.no_grad()
-    def subnet(self, arch: Arch, *, bn_affine: bool = True) -> StaticNet:
+    def subnet(self, arch: Arch, *, bn_affine: bool = True, align: str = "left") -> StaticNet:
         """A plain network for ``arch`` with this supernet's weights copied and sliced, on the
         supernet's device.
 
         ``bn_affine=False`` keeps a non-affine supernet's BatchNorms non-affine
         (the same function and the same trainable parameters as the path).
+        ``align="right"``: the path on its sliced layers' last channels (the function of
+        ``forward`` under ``spos.dynamic.aligned(supernet, "right")``).
         """
+        if align not in ALIGNMENTS:
+            raise ValueError(f"subnet: channel alignment {align!r}; expected one of {', '.join(ALIGNMENTS)}")
         arch = arch.validated(self.space)
         if self.bn_affine and not bn_affine:
             raise ValueError("subnet(bn_affine=False): this supernet's BatchNorms are affine; expected bn_affine=True")
@@ -99,16 +118,16 @@ class Supernet(nn.Module):
         copy_sliced(self.fixed, net.fixed)
         copy_sliced(self.head, net.head)
         for i, o in enumerate(arch.ops):
-            copy_sliced(self.choices[i][self._module_names[o]], net.blocks[i])
+            copy_sliced(self.choices[i][self._module_names[o]], net.blocks[i], align)
         return net.train(self.training)
 
 
-def copy_sliced(src: nn.Module, dst: nn.Module) -> None:
+def copy_sliced(src: nn.Module, dst: nn.Module, align: str = "left") -> None:
     """Copy weights from ``src`` into the same-structured, possibly narrower ``dst``.
 
     Convs copy ``weight[:out, :in]``, BatchNorms the first channels of their
-    statistics; a non-affine source BN becomes scale 1 / shift 0; a PACT
-    quantizer the clip of its bit width.
+    statistics (``align="right"``: the last ones); a non-affine source BN becomes
+    scale 1 / shift 0; a PACT quantizer the clip of its bit width.
     """
     kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, PACT, DynamicPACT)
     src_layers = [m for m in src.modules() if isinstance(m, kinds)]
@@ -121,17 +140,18 @@ def copy_sliced(src: nn.Module, dst: nn.Module) -> None:
             continue
         assert isinstance(s, type(d)) or isinstance(d, nn.Conv2d) and isinstance(s, nn.Conv2d)
         if isinstance(d, nn.Conv2d):
-            d.weight.copy_(s.weight[: d.weight.shape[0], : d.weight.shape[1]])
+            rows = channel_slice(s.weight.shape[0], d.weight.shape[0], align)
+            d.weight.copy_(s.weight[rows, channel_slice(s.weight.shape[1], d.weight.shape[1], align)])
         elif isinstance(d, nn.BatchNorm2d):
-            c = d.num_features
-            d.running_mean.copy_(s.running_mean[:c])
-            d.running_var.copy_(s.running_var[:c])
+            c = channel_slice(s.num_features, d.num_features, align)
+            d.running_mean.copy_(s.running_mean[c])
+            d.running_var.copy_(s.running_var[c])
             d.num_batches_tracked.copy_(s.num_batches_tracked)
             if not d.affine:
                 continue
             if s.affine:
-                d.weight.copy_(s.weight[:c])
-                d.bias.copy_(s.bias[:c])
+                d.weight.copy_(s.weight[c])
+                d.bias.copy_(s.bias[c])
             else:
                 nn.init.ones_(d.weight)
                 nn.init.zeros_(d.bias)

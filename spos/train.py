@@ -24,6 +24,7 @@ Why resume is exact (bit-identical on CPU):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -47,6 +48,7 @@ from spos.checkpoint import load_checkpoint, save_atomic, supernet_payload
 from spos.config import RESUMABLE_CHANGES, RecipeConfig, TrainConfig, config_differences
 from spos.data import derive_seed, fixed_batches, load_data_for_head, set_epoch
 from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
+from spos.dynamic import ALIGNMENTS, aligned
 from spos.errors import HintedError
 from spos.readers import read_jsonl
 from spos.sampling import sample_uniform
@@ -97,6 +99,9 @@ class LoopSettings:
     # In-place distillation: a sampled path's teacher (its widest version), trained on the
     # labels in the same step; the path then learns from the teacher's predictions.
     teacher: Callable[[Arch], Arch] | None = None
+    # A bilateral supernet (BCNet): each step's paths run on their sliced layers' first or last
+    # channels, drawn from (seed, step) so that a resumed run draws the same sides.
+    bilateral: bool = False
 
 
 @dataclass(frozen=True)
@@ -336,14 +341,17 @@ class _Loop:
         teacher = self.settings.teacher
         passes = len(archs) * (1 if teacher is None else 2)
         stats = torch.zeros(2, device=ctx.device)
-        for arch in archs:
-            if teacher is None or arch is None:  # arch is None only without a sampler, and so without a teacher
-                stats += self._backward(images, labels, arch)[1] / passes
-                continue
-            # In-place distillation (US-Nets): the widest version learns from the labels,
-            # the path from the widest's predictions.
-            teacher_logits, teacher_stats = self._backward(images, labels, teacher(arch))
-            stats += (teacher_stats + self._backward(images, labels, arch, teacher_logits.softmax(1))[1]) / passes
+        bilateral = self.settings.bilateral
+        side = aligned(model, ALIGNMENTS[derive_seed(self.settings.seed, "side", step) % 2]) if bilateral else None
+        with side or contextlib.nullcontext():
+            for arch in archs:
+                if teacher is None or arch is None:  # arch is None only without a sampler, and so without a teacher
+                    stats += self._backward(images, labels, arch)[1] / passes
+                    continue
+                # In-place distillation (US-Nets): the widest version learns from the labels,
+                # the path from the widest's predictions.
+                teacher_logits, teacher_stats = self._backward(images, labels, teacher(arch))
+                stats += (teacher_stats + self._backward(images, labels, arch, teacher_logits.softmax(1))[1]) / passes
         # Averaged across ranks in the same collective as the gradients;
         # a NaN on any rank reaches every rank, so all stop together.
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -528,13 +536,16 @@ def score_paths(
     validation: list[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
 ) -> list[PathScore]:
-    """Top-1 of each path as a static subnet, its BN statistics recomputed first."""
+    """Top-1 of each path as a static subnet, its BN statistics recomputed first (a bilateral
+    supernet's: the mean over both ends of the sliced channels)."""
     scores = []
     for arch in arches:
-        net = supernet.subnet(arch)  # on the supernet's device
-        recalibrate_bn(net, (x.to(device) for x in recalibration))
-        top1 = top1_accuracy(net, ((x.to(device), y.to(device)) for x, y in validation))
-        scores.append(PathScore(str(arch), top1))
+        top1 = 0.0
+        for side in supernet.alignments:
+            net = supernet.subnet(arch, align=side)  # on the supernet's device
+            recalibrate_bn(net, (x.to(device) for x in recalibration))
+            top1 += top1_accuracy(net, ((x.to(device), y.to(device)) for x, y in validation))
+        scores.append(PathScore(str(arch), top1 / len(supernet.alignments)))
     return scores
 
 
@@ -565,7 +576,8 @@ def initial_supernet(space: SearchSpace, cfg: TrainConfig) -> Supernet:
     rebuilt from its config (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "init"))
-        return Supernet(space, bn_affine=cfg.supernet.bn_affine, init=cfg.supernet.init)
+        return Supernet(space, bn_affine=cfg.supernet.bn_affine, init=cfg.supernet.init,
+                        bilateral=cfg.supernet.bilateral)
 
 
 def _train_supernet(
@@ -600,6 +612,7 @@ def _train_supernet(
         extra={"space": space.to_dict(), "config": cfg.to_dict(), "bn_affine": supernet.bn_affine},
         description="supernet", config=cfg.to_dict(), channels_last=cfg.channels_last,
         teacher=(lambda arch: arch.widest(space)) if cfg.sampler.inplace_distillation else None,
+        bilateral=cfg.supernet.bilateral,
     )
     loop = train_network(supernet, splits.train, settings, sampler=sampler, evaluate=evaluate, ctx=ctx,
                          max_steps=max_steps, resume=resume)

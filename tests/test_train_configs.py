@@ -32,6 +32,7 @@ VARIANT_CHANGES = {
     "cifar10-small-fair.yaml": {"sampler.name", "recipe.epochs", "recipe.warmup_steps"},
     "cifar10-small-distill.yaml": {"sampler.inplace_distillation", "recipe.epochs", "recipe.warmup_steps"},
     "cifar10-small-distill-long.yaml": {"sampler.inplace_distillation"},
+    "cifar10-small-bilateral.yaml": {"supernet.bilateral"},
 }
 
 
