@@ -67,7 +67,7 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     Mirrors ``nn.BatchNorm2d`` (including ``momentum=None``: a cumulative
     average); the sliced running statistics are views, so updates land in
     the full buffers. BN recalibration (`spos.bn.recalibrate_bn`) replaces
-    the first ``c`` of them with the exact pooled mean and variance of the
+    the ``c`` the path uses with the exact pooled mean and variance of the
     inputs, and leaves the channels this path did not use at their reset values.
     """
 
@@ -146,8 +146,8 @@ class DynamicBlock(nn.Module):
 
 @contextlib.contextmanager
 def aligned(module: nn.Module, align: str) -> Iterator[nn.Module]:
-    """Within the block, every slicing layer of ``module`` uses its first (``"left"``) or its
-    last (``"right"``) channels; they return to what they were after."""
+    """Inside the ``with`` statement every slicing layer of ``module`` uses its first (``"left"``)
+    or its last (``"right"``) channels; each returns to its former side after."""
     if align not in ALIGNMENTS:
         raise ValueError(f"channel alignment {align!r}: expected one of {', '.join(ALIGNMENTS)}")
     layers = [m for m in module.modules() if isinstance(m, (DynamicConv2d, DynamicBatchNorm2d))]
