@@ -24,6 +24,7 @@ from pipeline.report import DeploymentRow, Plot, write_report
 from pipeline.run import RunResult, StageContext, StageEvent, StageSpec, run_stages
 from spos.atomic import write_json_atomic
 from spos.config import TrainConfig, load_train_config
+from spos.data import DataConfig
 
 TRAINED_RANGE = "trained-range.json"  # the search stage's check of its budgets against the supernet's training
 
@@ -367,6 +368,11 @@ def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> li
     return plots
 
 
+def data_fact(data: DataConfig) -> str:
+    """The report's data line: the dataset, and where it was read from when it is not bundled."""
+    return data.dataset if data.root is None else f"{data.dataset} ({data.root})"
+
+
 def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> dict[str, str]:
     """The correlate stage's figures for the report's facts, when the pipeline ran it."""
     if "correlate" not in outputs or cfg.correlate is None:
@@ -438,7 +444,7 @@ def run_pipeline(
         run_dir / "report.md", f"Pipeline {cfg.name}", rows, report_plots(cfg, result.outputs),
         facts={"pipeline file": str(cfg.source), "searchers": ", ".join(cfg.searchers),
                **({"supernet": str(result.outputs["train"]["supernet"])} if "train" in result.outputs else {}),
-               "space": prepared.train.load_space().name, "data": prepared.train.data.dataset,
+               "space": prepared.train.load_space().name, "data": data_fact(prepared.train.data),
                "accuracy": "top-1 of the retrained network on the dataset's untouched test split",
                **correlation_fact(cfg, result.outputs)},
         stage_times=times, warnings=warnings,

@@ -47,6 +47,7 @@ def test_tiny_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path, capsys)
     assert main(["run", str(tiny_pipeline(tmp_path)), "--out", str(run_dir)]) == 0
     report = (run_dir / "report.md").read_text()
     assert "## cpu-ort" in report and "| predicted ms | measured ms | LUT error | top-1 |" in report
+    assert "- **data**: digits\n" in report  # bundled: no folder to name
     table = [line for line in report.splitlines() if line.startswith("| ") and "model.pt" in line]
     assert len(table) == 2  # one row per budget
     first = manifest_times(run_dir)

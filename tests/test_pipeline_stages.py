@@ -120,3 +120,11 @@ def test_arch_info_takes_a_budget_of_a_search_result(tmp_path, capsys):
     assert main(["arch", "info", "--space", str(space_file), "--arch", str(result), "--budget", "flops<=2M",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["arch"] == str(b.validated(space))
+
+
+def test_the_reports_data_line_names_the_folder_the_images_came_from(tmp_path):
+    from pipeline.stages import data_fact
+    from spos.data import DataConfig
+
+    assert data_fact(DataConfig("digits")) == "digits"
+    assert data_fact(DataConfig("imagefolder", root=tmp_path)) == f"imagefolder ({tmp_path})"
