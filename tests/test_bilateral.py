@@ -17,7 +17,7 @@ from spos.space import SearchSpace
 from spos.supernet import Supernet
 from spos.train import train_supernet
 from tests.conftest import tiny_space_dict
-from tests.test_train import initial_weights, tiny_config
+from tests.test_train import assert_same_weights, flat_tiny_config, initial_weights, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BILATERAL = {"supernet.bilateral": True}
@@ -90,16 +90,11 @@ def test_a_bilateral_run_draws_both_sides_scores_their_mean_and_resumes_exactly(
     train_supernet(cfg, tmp_path / "cut", max_steps=3)
     resumed = train_supernet(cfg, tmp_path / "cut", resume=True)
     assert resumed.resumed_from == 3 and resumed.step == 6
-    a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    assert_same_weights(load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint))
 
 
 def test_bilateral_is_refused_without_channel_search_and_absent_from_old_identities(tmp_path):
-    flat = tmp_path / "flat"
-    config = tiny_config(flat)
-    (flat / "space.yaml").write_text((flat / "space.yaml").read_text().replace(
-        "channel_multipliers:\n- 0.5\n- 1.0\n- 1.5\n", "channel_multipliers: []\n"))
+    config = flat_tiny_config(tmp_path / "flat")
     with pytest.raises(ValueError, match=r"supernet.bilateral: space 'tiny' searches no channel numbers"):
         load_train_config(config, overrides=BILATERAL)
     with pytest.raises(ValueError, match=r"bilateral supernet: space 'tiny' searches no channel numbers"):

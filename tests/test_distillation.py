@@ -17,7 +17,7 @@ from spos.space import SearchSpace
 from spos.supernet import Supernet
 from spos.train import LoopSettings, _Loop, learning_rate, make_optimizer, path_sampler, train_supernet
 from tests.conftest import tiny_space_dict
-from tests.test_train import initial_weights, tiny_config
+from tests.test_train import assert_same_weights, flat_tiny_config, initial_weights, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DISTILL = {"sampler.inplace_distillation": True}
@@ -94,16 +94,11 @@ def test_a_distilled_run_trains_the_teacher_too_and_resumes_exactly(tmp_path):
         assert torch.equal(value, plain_value) == (id(value) not in on_path), name
     resumed = train_supernet(cfg, tmp_path / "one", resume=True)
     assert resumed.resumed_from == 1 and resumed.step == whole.step == 3
-    a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    assert_same_weights(load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint))
 
 
 def test_distillation_is_refused_without_channel_search_and_absent_from_old_identities(tmp_path):
-    flat = tmp_path / "flat"
-    config = tiny_config(flat)
-    (flat / "space.yaml").write_text((flat / "space.yaml").read_text().replace(
-        "channel_multipliers:\n- 0.5\n- 1.0\n- 1.5\n", "channel_multipliers: []\n"))
+    config = flat_tiny_config(tmp_path / "flat")
     with pytest.raises(ValueError, match=r"sampler.inplace_distillation: space 'tiny' searches no channel numbers"):
         load_train_config(config, overrides=DISTILL)
     plain = load_train_config(tiny_config(tmp_path / "plain"))

@@ -79,8 +79,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     b = load_checkpoint(checkpoint)
     assert a["step"] == b["step"] == 36
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    assert_same_weights(a, b)
     momentum_a = {k: v["momentum_buffer"] for k, v in a["optimizer"]["state"].items()}
     momentum_b = {k: v["momentum_buffer"] for k, v in b["optimizer"]["state"].items()}
     assert momentum_a.keys() == momentum_b.keys()
@@ -119,13 +118,25 @@ def test_a_fair_run_trains_every_op_each_step_and_resumes_exactly(tmp_path):
     assert resumed.resumed_from == 3 and resumed.step == whole.step == 4  # mid-deck: 3 channel choices, 4 paths a step
     a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
     assert a["sampler"] == b["sampler"]
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    assert_same_weights(a, b)
     # every candidate of every block was on one of the step's paths, so every one has moved
     initial = initial_weights(cfg)
     for name, value in load_supernet(whole.supernet).supernet.named_parameters():
         if name.startswith("choices."):
             assert not torch.equal(value, initial[name]), name
+
+
+def flat_tiny_config(folder: Path) -> Path:
+    """`tiny_config` on the same space without channel search (for the options that need it)."""
+    config = tiny_config(folder)
+    (folder / "space.yaml").write_text(yaml.safe_dump(tiny_space_dict(channel_multipliers=[])))
+    return config
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """Two training checkpoints hold the same weights, bit for bit."""
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
 
 
 def initial_weights(cfg) -> dict[str, torch.Tensor]:
