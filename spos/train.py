@@ -341,9 +341,9 @@ class _Loop:
         teacher = self.settings.teacher
         passes = len(archs) * (1 if teacher is None else 2)
         stats = torch.zeros(2, device=ctx.device)
-        bilateral = self.settings.bilateral
-        side = aligned(model, ALIGNMENTS[derive_seed(self.settings.seed, "side", step) % 2]) if bilateral else None
-        with side or contextlib.nullcontext():
+        # A bilateral supernet trains this step's paths on one side, drawn from (seed, step).
+        side = ALIGNMENTS[derive_seed(self.settings.seed, "side", step) % 2]
+        with aligned(model, side) if self.settings.bilateral else contextlib.nullcontext():
             for arch in archs:
                 if teacher is None or arch is None:  # arch is None only without a sampler, and so without a teacher
                     stats += self._backward(images, labels, arch)[1] / passes
