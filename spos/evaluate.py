@@ -87,6 +87,13 @@ def recalibrated_top1(net: torch.nn.Module, batches: EvaluationBatches) -> float
     return top1_accuracy(net, batches.validation)
 
 
+def mean_over_sides(supernet: Supernet, arch: Arch, score: Callable[[torch.nn.Module], float]) -> float:
+    """``score`` of ``arch``'s static subnet, averaged over the sides of the sliced channels its
+    supernet scores on: one, or both for a bilateral supernet (`Supernet.alignments`)."""
+    sides = supernet.alignments
+    return sum(score(supernet.subnet(arch, align=side)) for side in sides) / len(sides)
+
+
 class CandidateEvaluator:
     """``arch -> top-1 accuracy`` of the supernet's path after BN recalibration, on ``device``.
 
@@ -111,9 +118,8 @@ class CandidateEvaluator:
         # A static copy per candidate (built on the supernet's device): recalibration
         # then never touches the shared supernet statistics, and scoring runs plain convolutions.
         # A bilateral supernet scores a path on both ends of its sliced channels (BCNet).
-        sides = self.supernet.alignments
-        return sum(recalibrated_top1(self.supernet.subnet(arch, align=side).to(memory_format=self.memory_format),
-                                     self.batches) for side in sides) / len(sides)
+        return mean_over_sides(self.supernet, arch, lambda net: recalibrated_top1(
+            net.to(memory_format=self.memory_format), self.batches))
 
 
 class ScoreCache:

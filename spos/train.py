@@ -50,6 +50,7 @@ from spos.data import derive_seed, fixed_batches, load_data_for_head, set_epoch
 from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
 from spos.dynamic import ALIGNMENTS, aligned
 from spos.errors import HintedError
+from spos.evaluate import mean_over_sides
 from spos.readers import read_jsonl
 from spos.sampling import sample_uniform
 from spos.samplers import Bin, PathSampler, make_sampler
@@ -538,15 +539,11 @@ def score_paths(
 ) -> list[PathScore]:
     """Top-1 of each path as a static subnet, its BN statistics recomputed first (a bilateral
     supernet's: the mean over both ends of the sliced channels)."""
-    scores = []
-    for arch in arches:
-        top1 = 0.0
-        for side in supernet.alignments:
-            net = supernet.subnet(arch, align=side)  # on the supernet's device
-            recalibrate_bn(net, (x.to(device) for x in recalibration))
-            top1 += top1_accuracy(net, ((x.to(device), y.to(device)) for x, y in validation))
-        scores.append(PathScore(str(arch), top1 / len(supernet.alignments)))
-    return scores
+    def score(net: nn.Module) -> float:  # a subnet on the supernet's device
+        recalibrate_bn(net, (x.to(device) for x in recalibration))
+        return top1_accuracy(net, ((x.to(device), y.to(device)) for x, y in validation))
+
+    return [PathScore(str(arch), mean_over_sides(supernet, arch, score)) for arch in arches]
 
 
 def train_supernet(
