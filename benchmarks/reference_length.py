@@ -200,6 +200,8 @@ def compare(args: argparse.Namespace) -> None:
             "supernet_tau": taus,
             "mean_supernet_tau": {ref: statistics.fmean(t.values()) for ref, t in taus.items()},
             "mean_score_tau": {ref: kendall_tau(ensemble, means[ref]) for ref in refs},
+            # How the ensemble's tau grows with its size: the part of the miss one training's noise explains.
+            "ensemble_size_tau": {ref: ensemble_size_taus(scores, means[ref]) for ref in refs},
             # how many supernets read a higher tau against each reference than against the first
             "supernets_above_first_reference": {ref: sum(t[name] > taus[next(iter(refs))][name] for name in t)
                                                 for ref, t in taus.items()},
@@ -207,6 +209,14 @@ def compare(args: argparse.Namespace) -> None:
     print_summary(results, list(references), list(supernets))
     if args.out:
         write_json_atomic(args.out, results)
+
+
+def ensemble_size_taus(scores: dict[str, list[float]], reference: list[float]) -> dict[str, float]:
+    """``k -> `` the mean tau, over every k of the supernets, of their mean score per arch against
+    ``reference``: one supernet's tau at k = 1 and the whole ensemble's at k = len(scores)."""
+    return {str(k): statistics.fmean(kendall_tau([statistics.fmean(c) for c in zip(*group)], reference)
+                                     for group in itertools.combinations(scores.values(), k))
+            for k in range(1, len(scores) + 1)}
 
 
 def check_covers(option: str, known_by_draw: dict[str, dict], draws: dict[str, list[str]]) -> None:
@@ -244,6 +254,10 @@ def print_summary(results: dict, references: list[str], supernets: list[str]) ->
         if agree:
             print(f"supernets against each other on draw {draw}: tau {statistics.fmean(agree):.2f} on average "
                   f"({min(agree):.2f}..{max(agree):.2f})")
+        for ref in references:
+            by_size = results["by_draw"][draw]["ensemble_size_tau"][ref]
+            print(f"mean score of k supernets against {ref} on draw {draw}, mean tau over every k: "
+                  + ", ".join(f"k={k} {tau:.2f}" for k, tau in by_size.items()))
         against_flops = results["by_draw"][draw]["score_flops_tau"]
         print(f"scores against FLOPs on draw {draw}: tau {statistics.fmean(against_flops['supernets'].values()):.2f} "
               f"per supernet on average, {against_flops['mean score']:.2f} for the mean score")

@@ -76,6 +76,9 @@ def test_each_draw_is_held_against_its_own_runs_and_the_pool_against_the_first(f
     ensemble = [mean(pair) for pair in zip(flat_pooled, named_pooled)]
     expected = rank_correlation(ensemble, [mean(runs["long"][a]) for a in pooled_archs])[0]
     assert by_draw["pooled"]["mean_score_tau"]["long"] == pytest.approx(expected)
+    # by ensemble size: one supernet's mean tau at k = 1, the whole ensemble's at k = 2
+    by_size = by_draw["pooled"]["ensemble_size_tau"]["long"]
+    assert by_size == {"1": pytest.approx(by_draw["pooled"]["mean_supernet_tau"]["long"]), "2": pytest.approx(expected)}
     # how far the scores follow FLOPs (flat's archs have FLOPs 100, 101, ... in pooled order)
     pooled_flops = list(range(100, 107))
     against_flops = by_draw["pooled"]["score_flops_tau"]
@@ -90,6 +93,7 @@ def test_each_draw_is_held_against_its_own_runs_and_the_pool_against_the_first(f
     printed = capsys.readouterr().out
     assert "short:10" in printed and "long:pooled" in printed and "references short / long on draw 20" in printed
     assert "scores against FLOPs on draw pooled" in printed
+    assert "mean score of k supernets against long on draw pooled, mean tau over every k: k=1" in printed
     assert f"supernets against each other on draw pooled: tau {agree:.2f} on average" in printed
 
 
@@ -152,3 +156,18 @@ def test_unreadable_results_are_one_line_errors(files, tmp_path):
     partial.write_text(json.dumps({"archs": [{"arch": "a1"}]}))
     with pytest.raises(SystemExit, match="partial.json: an arch there lacks 'arch', 'supernet_top1' or 'flops'"):
         reference_length.main([*args(files)[:-4], "--supernet", "partial", str(partial)])
+
+
+def test_ensemble_size_tau_averages_over_every_group_of_that_size():
+    scores = {"x": [0.1, 0.2, 0.3, 0.4], "y": [0.3, 0.1, 0.4, 0.2], "z": [0.4, 0.3, 0.1, 0.2]}
+    reference = [0.5, 0.6, 0.7, 0.8]
+
+    def tau(*names):
+        ensemble = [statistics.fmean(scores[n][i] for n in names) for i in range(4)]
+        return rank_correlation(ensemble, reference)[0]
+
+    by_size = reference_length.ensemble_size_taus(scores, reference)
+    assert list(by_size) == ["1", "2", "3"]
+    assert by_size["1"] == pytest.approx(statistics.fmean([tau("x"), tau("y"), tau("z")]))
+    assert by_size["2"] == pytest.approx(statistics.fmean([tau("x", "y"), tau("x", "z"), tau("y", "z")]))
+    assert by_size["3"] == pytest.approx(tau("x", "y", "z"))
