@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
+import random
 import statistics
 import sys
 from pathlib import Path
@@ -41,6 +43,7 @@ from spos.rank_noise import DECISIVE_CEILING, seeds_for_ceiling  # noqa: E402
 from spos.readers import read_json  # noqa: E402
 
 POOLED = "pooled"
+ENSEMBLE_GROUPS = 200  # groups of k supernets averaged per k; beyond it, a sample
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -213,10 +216,19 @@ def compare(args: argparse.Namespace) -> None:
 
 def ensemble_size_taus(scores: dict[str, list[float]], reference: list[float]) -> dict[str, float]:
     """``k -> `` the mean tau, over every k of the supernets, of their mean score per arch against
-    ``reference``: one supernet's tau at k = 1 and the whole ensemble's at k = len(scores)."""
-    return {str(k): statistics.fmean(kendall_tau([statistics.fmean(c) for c in zip(*group)], reference)
-                                     for group in itertools.combinations(scores.values(), k))
-            for k in range(1, len(scores) + 1)}
+    ``reference``: one supernet's tau at k = 1 and the whole ensemble's at k = len(scores).
+    Where there are more than `ENSEMBLE_GROUPS` groups of k, a fixed random sample of that many."""
+    columns = list(scores.values())
+    rng = random.Random(0)
+    by_size = {}
+    for k in range(1, len(columns) + 1):
+        if math.comb(len(columns), k) <= ENSEMBLE_GROUPS:
+            groups = list(itertools.combinations(columns, k))
+        else:
+            groups = [rng.sample(columns, k) for _ in range(ENSEMBLE_GROUPS)]
+        by_size[str(k)] = statistics.fmean(kendall_tau([statistics.fmean(c) for c in zip(*g)], reference)
+                                           for g in groups)
+    return by_size
 
 
 def check_covers(option: str, known_by_draw: dict[str, dict], draws: dict[str, list[str]]) -> None:
