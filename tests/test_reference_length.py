@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import statistics
 
 import pytest
@@ -171,3 +172,18 @@ def test_ensemble_size_tau_averages_over_every_group_of_that_size():
     assert by_size["1"] == pytest.approx(statistics.fmean([tau("x"), tau("y"), tau("z")]))
     assert by_size["2"] == pytest.approx(statistics.fmean([tau("x", "y"), tau("x", "z"), tau("y", "z")]))
     assert by_size["3"] == pytest.approx(tau("x", "y", "z"))
+
+
+def test_ensemble_size_tau_samples_where_the_groups_are_too_many():
+    """12 supernets have 924 groups of 6: a fixed sample of ENSEMBLE_GROUPS stands for them; sizes with
+    fewer groups stay exact."""
+    rng = random.Random(1)
+    scores = {f"s{i}": [rng.random() for _ in range(6)] for i in range(12)}
+    reference = [0.1, 0.3, 0.2, 0.5, 0.4, 0.6]
+    by_size = reference_length.ensemble_size_taus(scores, reference)
+    assert len(by_size) == 12
+    assert by_size["1"] == pytest.approx(statistics.fmean(rank_correlation(s, reference)[0] for s in scores.values()))
+    ensemble = [statistics.fmean(column) for column in zip(*scores.values())]
+    assert by_size["12"] == pytest.approx(rank_correlation(ensemble, reference)[0])
+    assert by_size == reference_length.ensemble_size_taus(scores, reference)  # the sample is fixed
+    assert -1 <= by_size["6"] <= 1
