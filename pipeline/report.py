@@ -27,6 +27,7 @@ class DeploymentRow:
     statistic: str = "median"  # which run measured_ms is: the LUT's own statistic, so the two compare
     searcher: str = "spos"  # who found the arch: "spos" (supernet + evolution) or "spnas" (Single-Path NAS)
     meets_budget: bool | None = None  # LUT prediction within the budget (Single-Path NAS meets it only softly)
+    budget_ms: float | None = None  # the latency bound the search obeyed, in ms; None without one
 
     @property
     def latency_error(self) -> float | None:
@@ -34,6 +35,27 @@ class DeploymentRow:
         if self.predicted_ms is None or not self.measured_ms:
             return None
         return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+def over_budget_warnings(rows: list[DeploymentRow]) -> list[str]:
+    """One line per deployed network whose measured latency is over its budget: the LUT's prediction
+    kept the search inside it, the device did not. A hard budget is the point of the search, so the
+    report says so, and by how much to lower the budget for the next search."""
+    warnings = []
+    for r in rows:
+        if r.budget_ms is None or r.measured_ms is None or r.measured_ms <= r.budget_ms:
+            continue
+        who = f" ({SEARCHER_NAMES.get(r.searcher, r.searcher)})" if r.searcher != "spos" else ""
+        line = (f"{r.device}: budget {r.budget}: the deployed network{who} measured {r.measured_ms:.3f} ms "
+                f"({r.statistic} run), over the {r.budget_ms:.3f} ms budget")
+        if r.predicted_ms:
+            # Were the LUT off by the same factor for every arch, this budget would have kept the
+            # measurement within the original one.
+            line += (f"; the LUT predicted {r.predicted_ms:.3f} ms ({_pct(r.latency_error, signed=True)}). "
+                     f"Search again with the budget lowered to about "
+                     f"{r.budget_ms * r.predicted_ms / r.measured_ms:.3f} ms, or re-profile the device")
+        warnings.append(line)
+    return warnings
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.config import DeviceTarget, PipelineConfig
-from pipeline.report import DeploymentRow, Plot, write_report
+from pipeline.report import DeploymentRow, Plot, over_budget_warnings, write_report
 from pipeline.run import RunResult, StageContext, StageEvent, StageSpec, run_stages
 from spos.atomic import write_json_atomic
 from spos.config import TrainConfig, load_train_config
@@ -325,6 +325,7 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
         for k, searcher in [(k, s) for k in range(num_budgets(d)) for s in searchers]:  # side by side per budget
             b = searcher.budget_dir(d, k)
             entry = budget_entry(outputs[searcher.result_stage(d, k)]["result"], searcher.result_index(k))
+            bound = _latency_bound(entry)
             bench = json.loads(outputs[f"bench/{b}"]["bench"].read_text())
             # The figure the LUT predicts (its statistic); bench files of older runs have only the median.
             measured = bench.get("measured_ms", bench["median_ms"])
@@ -336,17 +337,17 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
                 arch=entry["best"]["arch"], flops=entry["best"]["flops"], params=entry["best"]["params"],
                 predicted_ms=bench["predicted_ms"], measured_ms=measured, statistic=bench.get("statistic", "median"),
                 top1=model.metrics.get("test_top1"), artifacts=artifacts, searcher=searcher.name,
-                meets_budget=_meets(entry),
+                meets_budget=None if bound is None else entry["best"]["latency_ms"][bound[0]] <= bound[1],
+                budget_ms=None if bound is None else bound[1],
             ))
     return rows
 
 
-def _meets(entry: dict[str, Any]) -> bool | None:
-    """Whether the searched arch's LUT prediction is within its budget (None: no latency bound)."""
+def _latency_bound(entry: dict[str, Any]) -> tuple[str, float] | None:
+    """The budget's latency bound: (LUT name, upper bound in ms); None where it has none."""
     for constraint in entry["constraints"]:
         if constraint["metric"].startswith("latency:") and constraint.get("upper") is not None:
-            name = constraint["metric"].split(":", 1)[1]
-            return entry["best"]["latency_ms"][name] <= constraint["upper"]
+            return constraint["metric"].split(":", 1)[1], float(constraint["upper"])
     return None
 
 
@@ -403,11 +404,12 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     return {"rank correlation": fact}
 
 
-def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[str]:
-    """What the stages found questionable: budgets outside the range the supernet trained."""
+def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]], rows: list[DeploymentRow]) -> list[str]:
+    """What the stages found questionable: deployed networks measured over their latency budget,
+    and budgets outside the range the supernet trained."""
     from spos.readers import read_json
 
-    warnings = []
+    warnings = over_budget_warnings(rows)
     for d in cfg.devices:
         path = outputs[f"search/{d.name}"].get("trained_range")
         if path is None:
@@ -427,6 +429,7 @@ class PipelineResult:
     run: RunResult
     report: Path
     rows: list[DeploymentRow]
+    warnings: list[str]  # as in report.md's Warnings section
 
 
 def run_pipeline(
@@ -437,7 +440,7 @@ def run_pipeline(
     identity = {"name": cfg.name, "file": str(cfg.source)}
     result = run_stages(build_stages(prepared), run_dir, pipeline=identity, on_event=on_event)
     rows = report_rows(cfg, result.outputs)
-    warnings = report_warnings(cfg, result.outputs)
+    warnings = report_warnings(cfg, result.outputs, rows)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     times = {sid: rec["wall_s"] for sid, rec in manifest["stages"].items() if rec.get("wall_s") is not None}
     report = write_report(
@@ -449,4 +452,4 @@ def run_pipeline(
                **correlation_fact(cfg, result.outputs)},
         stage_times=times, warnings=warnings,
     )
-    return PipelineResult(result, report, rows)
+    return PipelineResult(result, report, rows, warnings)

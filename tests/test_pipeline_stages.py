@@ -14,8 +14,8 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.config import parse_pipeline
-from pipeline.report import DeploymentRow, render_report
-from pipeline.stages import build_stages, prepare
+from pipeline.report import DeploymentRow, over_budget_warnings, render_report
+from pipeline.stages import _latency_bound, build_stages, prepare, report_warnings
 from spos.config import load_train_config
 from spos.cost import CostModel
 from spos.search import build_budgets
@@ -85,6 +85,45 @@ def test_report_shows_warnings_and_the_compared_statistic(tmp_path):
     text = render_report("Pipeline x", [row], [], tmp_path, warnings=["cpu: budget latency<=1: below"])
     assert "## Warnings\n\n- cpu: budget latency<=1: below\n" in text
     assert "| measured ms (min run) |" in text and "| -10.0% |" in text
+
+
+def test_a_network_measured_over_its_latency_budget_is_a_warning_with_the_budget_to_search_again(tmp_path):
+    def row(measured, budget_ms, searcher="spos"):
+        return DeploymentRow("cpu", "onnxruntime, batch 1, fp32", "latency<=1", "0,1", 1000, 100, 0.9, measured, 0.5,
+                             searcher=searcher, budget_ms=budget_ms)
+
+    over, within, unbounded = row(1.2, 1.0), row(0.95, 1.0), row(1.2, None)
+    assert over_budget_warnings([within, unbounded]) == []
+    (line,) = over_budget_warnings([over, within, unbounded])
+    assert line == ("cpu: budget latency<=1: the deployed network measured 1.200 ms (median run), over the 1.000 ms "
+                    "budget; the LUT predicted 0.900 ms (-25.0%). Search again with the budget lowered to about "
+                    "0.750 ms, or re-profile the device")
+    assert "the deployed network (Single-Path NAS) measured" in over_budget_warnings([row(1.2, 1.0, "spnas")])[0]
+    assert f"- {line}" in render_report("Pipeline x", [over], [], tmp_path, warnings=[line])
+    cfg = parse_pipeline(demo(), Path("demo.yaml"))
+    searched = {f"search/{d.name}": {} for d in cfg.devices}  # no trained-range check to add
+    assert report_warnings(cfg, searched, [over, within]) == [line]
+
+
+def test_the_reported_budget_is_the_latency_bound_the_search_obeyed():
+    flops = {"metric": "flops", "lower": None, "upper": 5e6}
+    latency = {"metric": "latency:cpu-ort", "lower": None, "upper": 0.8}
+    assert _latency_bound({"constraints": [flops]}) is None
+    assert _latency_bound({"constraints": [flops, latency]}) == ("cpu-ort", 0.8)
+    assert _latency_bound({"constraints": [{**latency, "upper": None, "lower": 0.1}]}) is None
+
+
+def test_spos_run_prints_the_reports_warnings(tmp_path, monkeypatch, capsys):
+    from pipeline import stages
+    from pipeline.run import RunResult
+
+    warning = "cpu: budget latency<=1: the deployed network measured 1.200 ms (median run), over the 1.000 ms budget"
+    result = stages.PipelineResult(RunResult(tmp_path / "run", {}, {}), tmp_path / "report.md", [], [warning])
+    monkeypatch.setattr(stages, "run_pipeline", lambda *a, **k: result)
+    pipeline_file = tmp_path / "demo.yaml"
+    pipeline_file.write_text(yaml.safe_dump(demo()))
+    assert main(["run", str(pipeline_file), "--out", str(tmp_path / "run")]) == 0
+    assert f"warning: {warning}\n" in capsys.readouterr().err
 
 
 def test_bench_stage_writes_its_output_atomically(tmp_path, monkeypatch):

@@ -54,5 +54,7 @@ def run(args: argparse.Namespace) -> int:
         top1 = f"{100 * row.top1:.1f}%" if row.top1 is not None else "-"
         print(f"  {row.device:<16} {row.budget:<28} {row.arch}  {human_count(row.flops)} FLOPs  "
               f"predicted {predicted}  measured {measured}  top-1 {top1}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"report   {result.report}")
     return 0
