@@ -429,7 +429,6 @@ class PipelineResult:
     run: RunResult
     report: Path
     rows: list[DeploymentRow]
-    warnings: list[str]  # as in report.md's Warnings section
 
 
 def run_pipeline(
@@ -452,4 +451,4 @@ def run_pipeline(
                **correlation_fact(cfg, result.outputs)},
         stage_times=times, warnings=warnings,
     )
-    return PipelineResult(result, report, rows, warnings)
+    return PipelineResult(result, report, rows)

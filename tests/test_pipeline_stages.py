@@ -113,17 +113,19 @@ def test_the_reported_budget_is_the_latency_bound_the_search_obeyed():
     assert _latency_bound({"constraints": [{**latency, "upper": None, "lower": 0.1}]}) is None
 
 
-def test_spos_run_prints_the_reports_warnings(tmp_path, monkeypatch, capsys):
+def test_spos_run_prints_the_networks_measured_over_budget(tmp_path, monkeypatch, capsys):
     from pipeline import stages
     from pipeline.run import RunResult
 
-    warning = "cpu: budget latency<=1: the deployed network measured 1.200 ms (median run), over the 1.000 ms budget"
-    result = stages.PipelineResult(RunResult(tmp_path / "run", {}, {}), tmp_path / "report.md", [], [warning])
+    rows = [DeploymentRow("cpu", "onnxruntime, batch 1, fp32", f"latency<={budget}", "0,1", 1000, 100, 0.9, 1.2, 0.5,
+                          budget_ms=budget) for budget in (1.0, 1.5)]
+    result = stages.PipelineResult(RunResult(tmp_path / "run", {}, {}), tmp_path / "report.md", rows)
     monkeypatch.setattr(stages, "run_pipeline", lambda *a, **k: result)
     pipeline_file = tmp_path / "demo.yaml"
     pipeline_file.write_text(yaml.safe_dump(demo()))
     assert main(["run", str(pipeline_file), "--out", str(tmp_path / "run")]) == 0
-    assert f"warning: {warning}\n" in capsys.readouterr().err
+    printed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert printed == [f"warning: {line}" for line in over_budget_warnings(rows[:1])]  # 1.2 ms is within 1.5
 
 
 def test_bench_stage_writes_its_output_atomically(tmp_path, monkeypatch):

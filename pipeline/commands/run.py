@@ -39,6 +39,7 @@ def _print_event(event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.config import load_pipeline
+    from pipeline.report import over_budget_warnings
     from pipeline.stages import run_pipeline
 
     cfg = load_pipeline(args.pipeline)
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         top1 = f"{100 * row.top1:.1f}%" if row.top1 is not None else "-"
         print(f"  {row.device:<16} {row.budget:<28} {row.arch}  {human_count(row.flops)} FLOPs  "
               f"predicted {predicted}  measured {measured}  top-1 {top1}")
-    for warning in result.warnings:
+    # Known only now that every bench ran; the stages printed their own warnings as they ran.
+    for warning in over_budget_warnings(result.rows):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report   {result.report}")
     return 0
