@@ -108,11 +108,13 @@ def _open_lut(out: Path, space: SearchSpace, meta: LutMeta, resume: bool) -> Lut
 def measure_networks(
     backend: Backend, space: SearchSpace, archs: list[Arch], desc: str, progress: bool = True
 ) -> list[float]:
-    shape = network_input_shape(space)
-    times = []
-    for arch in tqdm(archs, desc=desc, unit="net", disable=not progress, leave=False):
-        times.append(backend.config.timing.value(backend.measure(StaticNet(space, arch), shape)))
-    return times
+    return [measure_network(backend, space, arch)
+            for arch in tqdm(archs, desc=desc, unit="net", disable=not progress, leave=False)]
+
+
+def measure_network(backend: Backend, space: SearchSpace, arch: Arch) -> float:
+    """One whole network's latency in the backend's statistic (weights random: latency does not depend on them)."""
+    return backend.config.timing.value(backend.measure(StaticNet(space, arch), network_input_shape(space)))
 
 
 def calibration_archs(lut: Lut, space: SearchSpace, k: int, seed: int, exclude: frozenset[str] = frozenset()) -> list[Arch]:

@@ -60,6 +60,9 @@ class DeviceTarget:
     max_params: int | None = None
     calibration_archs: int = 20  # whole networks measured to calibrate the LUT
     validation_archs: int = 0  # fresh networks measured twice to validate it (0: skip)
+    # Before retraining, measure up to this many of each latency budget's top candidates, best
+    # first, and deploy the first measured within the budget (0: deploy the search's pick unmeasured).
+    verify_top: int = 10
 
     def measurement(self) -> dict[str, Any]:
         """What the profile and bench stages read: how and where latency is measured."""
@@ -255,6 +258,7 @@ def _device(data: Any, where: str) -> DeviceTarget:
     for key in ("batch", "threads"):
         _at_least(values, key, 1, where)
     _at_least(values, "calibration_archs", 3, where)
+    _at_least(values, "verify_top", 0, where)
     if values.get("validation_archs", 0) != 0 and values["validation_archs"] < 2:
         raise ValueError(f"{where}.validation_archs: expected 0 (skip) or at least 2, got {values['validation_archs']}")
     if nested.get("timing") is not None:

@@ -28,6 +28,7 @@ class DeploymentRow:
     searcher: str = "spos"  # who found the arch: "spos" (supernet + evolution) or "spnas" (Single-Path NAS)
     meets_budget: bool | None = None  # LUT prediction within the budget (Single-Path NAS meets it only softly)
     budget_ms: float | None = None  # the latency bound the search obeyed, in ms; None without one
+    verification: str | None = None  # what measuring the search's top candidates found (`latency.verify`)
 
     @property
     def latency_error(self) -> float | None:
@@ -129,6 +130,10 @@ def render_report(
         lines += [f"## {device} ({device_rows[0].backend})", ""]
         lines += device_table(device_rows, base)
         lines.append("")
+        checked = [r for r in device_rows if r.verification]
+        if checked:
+            lines += ["Measured before retraining (random weights, as the LUT was measured):", ""]
+            lines += [f"- {r.budget}: {r.verification}" for r in checked] + [""]
     if plots:
         lines += ["## Plots", ""]
         for plot in plots:

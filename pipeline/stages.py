@@ -1,6 +1,7 @@
 """The pipeline's stages: one function each, calling the library entry point of that stage.
 
-profile/<device> -> train -> search/<device> -> retrain/<device>/<budget>
+profile/<device> -> train -> search/<device> -> verify/<device> (latency budgets only: the
+search's top candidates measured until one fits) -> retrain/<device>/<budget>
 -> export/<device>/<budget> -> bench/<device>/<budget>, then ``report.md``.
 Budgets are numbered in the order `spos.search.build_budgets` makes them
 (the order of ``latency_ms`` in the pipeline file). Each function writes
@@ -133,6 +134,48 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
     return outputs
 
 
+VERIFIED = "verified.json"  # the verify stage's measured candidates and pick per latency budget
+
+
+def verify_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
+    """Measure each latency budget's top candidates on this device, best first, until one fits."""
+    from latency.lut import Lut
+    from latency.profile import measure_network, measurement_threads
+    from latency.validate import backend_for
+    from latency.verify import VERIFY_FORMAT, Candidate, verify_pick
+    from spos.readers import read_json
+
+    space = p.train.load_space()
+    result_path = ctx.input(f"search/{device.name}", "result")
+    backend = backend_for(Lut.load(ctx.input(f"profile/{device.name}", "lut")))  # measured as the LUT was
+    picks = []
+    with measurement_threads(backend.config):
+        for index, entry in enumerate(read_json(result_path, "search result")["budgets"]):
+            bound = _latency_bound(entry)
+            if bound is None:
+                picks.append(None)
+                continue
+            lut_name, budget = bound
+            where = f"{result_path} budget {index + 1}"
+            candidates = [Candidate.from_search(c, lut_name, where) for c in entry.get("topk") or [entry["best"]]]
+            verified = verify_pick(entry["label"], lut_name, budget, candidates,
+                                   lambda arch: measure_network(backend, space, arch), space, device.verify_top)
+            print(f"verify {device.name} budget {index + 1}: {verified.summary()}", file=sys.stderr)
+            picks.append(verified.to_json())
+    out = write_json_atomic(ctx.stage_dir / VERIFIED, {"format": VERIFY_FORMAT, "budgets": picks}, indent=2)
+    return {"verified": out}
+
+
+def verifies(device: DeviceTarget) -> bool:
+    """Whether the device's SPOS picks are measured before retraining: it has a latency budget to keep."""
+    return device.verify_top > 0 and bool(device.latency_ms or device.latency_fraction)
+
+
+def verified_pick(path: Path, index: int) -> dict[str, Any] | None:
+    """Budget ``index``'s measured pick from verified.json (None where that budget has no latency bound)."""
+    return _nth_budget(path, index, "verified picks")
+
+
 def spnas_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
     """Single-Path NAS for one latency budget of ``device``, on the train stage's data, recipe and seed."""
     from latency.budget import lut_predictor, lut_source
@@ -176,11 +219,16 @@ def budget_ms(device: DeviceTarget, predictor: Any) -> tuple[float, ...]:
 
 
 def budget_entry(result_path: Path, index: int) -> dict[str, Any]:
+    return _nth_budget(result_path, index, "search result")
+
+
+def _nth_budget(path: Path, index: int, what: str) -> Any:
+    """Item ``index`` of the ``budgets`` list of a stage's JSON output (a search result, verified picks)."""
     from spos.readers import read_json
 
-    budgets = read_json(result_path, "search result")["budgets"]
+    budgets = read_json(path, what)["budgets"]
     if index >= len(budgets):
-        raise ValueError(f"{result_path} has {len(budgets)} budgets; budget {index + 1} was expected")
+        raise ValueError(f"{path} has {len(budgets)} budgets; budget {index + 1} was expected")
     return budgets[index]
 
 
@@ -210,11 +258,21 @@ def retrain_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageConte
     from spos.arch import Arch
     from spos.retrain import retrain
 
-    entry = budget_entry(ctx.input(searcher.result_stage(device, index), "result"), searcher.result_index(index))
+    arch = deployed_arch(ctx.input, device, index, searcher)
     init = ctx.input("train", "supernet") if p.cfg.retrain.init_from_supernet and searcher.name == "spos" else None
-    result = retrain(Arch.from_json(entry["best"]), p.retrain, ctx.stage_dir, init_from_supernet=init,
-                     resume=ctx.resume)
+    result = retrain(Arch.parse(arch), p.retrain, ctx.stage_dir, init_from_supernet=init, resume=ctx.resume)
     return {"model": result.model, "metrics": ctx.stage_dir / "metrics.jsonl"}
+
+
+def deployed_arch(stage_output: Callable[[str, str], Path], device: DeviceTarget, index: int,
+                  searcher: Searcher) -> str:
+    """The arch deployed for budget ``index``: the verify stage's measured pick where it ran, else the search's."""
+    if searcher.name == "spos" and verifies(device):
+        verified = verified_pick(stage_output(f"verify/{device.name}", "verified"), index)
+        if verified is not None:
+            return verified["pick"]["arch"]
+    entry = budget_entry(stage_output(searcher.result_stage(device, index), "result"), searcher.result_index(index))
+    return entry["best"]["arch"]
 
 
 def export_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext,
@@ -282,6 +340,9 @@ def build_stages(p: Prepared) -> list[StageSpec]:
             search_params = {"search": cfg.section("search"), "budgets": d.budgets(), "seed": cfg.seed}
             stages.append(StageSpec(f"search/{d.name}", search_params, partial(search_stage, p, d),
                                     needs=("train", f"profile/{d.name}")))
+            if verifies(d):
+                stages.append(StageSpec(f"verify/{d.name}", {"verify_top": d.verify_top},
+                                        partial(verify_stage, p, d), needs=(f"search/{d.name}", f"profile/{d.name}")))
             stages += deployment_stages(p, d, SPOS, retrain_identity)
         if "spnas" in cfg.searchers:
             for k in range(num_budgets(d)):
@@ -300,7 +361,8 @@ def deployment_stages(p: Prepared, d: DeviceTarget, searcher: Searcher, retrain_
     for k in range(num_budgets(d)):
         b = searcher.budget_dir(d, k)
         init = cfg.retrain.init_from_supernet and searcher.name == "spos"  # a supernet exists only for SPOS
-        retrain_needs = (searcher.result_stage(d, k),) + (("train",) if init else ())
+        verify = (f"verify/{d.name}",) if searcher.name == "spos" and verifies(d) else ()
+        retrain_needs = (searcher.result_stage(d, k),) + verify + (("train",) if init else ())
         stages.append(StageSpec(f"retrain/{b}", {**retrain_identity, "init_from_supernet": init, "budget": k},
                                 partial(retrain_stage, p, d, k, searcher=searcher), needs=retrain_needs))
         export_params = {"export": cfg.section("export"), "tensorrt": d.backend == "tensorrt",
@@ -326,6 +388,9 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
             b = searcher.budget_dir(d, k)
             entry = budget_entry(outputs[searcher.result_stage(d, k)]["result"], searcher.result_index(k))
             bound = _latency_bound(entry)
+            verified = (verified_pick(outputs[f"verify/{d.name}"]["verified"], k)
+                        if searcher.name == "spos" and f"verify/{d.name}" in outputs else None)
+            deployed = _candidate(entry, verified["pick"]["arch"] if verified else entry["best"]["arch"])
             bench = json.loads(outputs[f"bench/{b}"]["bench"].read_text())
             # The figure the LUT predicts (its statistic); bench files of older runs have only the median.
             measured = bench.get("measured_ms", bench["median_ms"])
@@ -334,13 +399,22 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
                 name: path for name, path in outputs[f"export/{b}"].items() if name in ("onnx", "engine")}}
             rows.append(DeploymentRow(
                 device=d.name, backend=f"{d.backend}, batch {d.batch}, {d.precision}", budget=entry["label"],
-                arch=entry["best"]["arch"], flops=entry["best"]["flops"], params=entry["best"]["params"],
+                arch=deployed["arch"], flops=deployed["flops"], params=deployed["params"],
                 predicted_ms=bench["predicted_ms"], measured_ms=measured, statistic=bench.get("statistic", "median"),
                 top1=model.metrics.get("test_top1"), artifacts=artifacts, searcher=searcher.name,
-                meets_budget=None if bound is None else entry["best"]["latency_ms"][bound[0]] <= bound[1],
+                meets_budget=None if bound is None else deployed["latency_ms"][bound[0]] <= bound[1],
                 budget_ms=None if bound is None else bound[1],
+                verification=verified["summary"] if verified else None,
             ))
     return rows
+
+
+def _candidate(entry: dict[str, Any], arch: str) -> dict[str, Any]:
+    """The search's record (costs, predicted latency) of ``arch``: its best or one of its top-k."""
+    for candidate in [entry["best"], *entry.get("topk", [])]:
+        if candidate["arch"] == arch:
+            return candidate
+    raise ValueError(f"budget {entry['label']!r}: the deployed arch {arch} is not among the search's candidates")
 
 
 def _latency_bound(entry: dict[str, Any]) -> tuple[str, float] | None:

@@ -51,11 +51,13 @@ def test_tiny_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path, capsys)
     table = [line for line in report.splitlines() if line.startswith("| ") and "model.pt" in line]
     assert len(table) == 2  # one row per budget
     first = manifest_times(run_dir)
-    assert len(first) == 1 + 1 + 1 + 2 * 3
+    assert len(first) == 1 + 1 + 1 + 1 + 2 * 3  # profile, train, search, verify, then per budget
+    verified = json.loads((run_dir / "verify" / "cpu-ort" / "verified.json").read_text())["budgets"]
+    assert [v["pick"]["arch"] for v in verified] == [row.split("`")[1] for row in table]  # the measured picks deployed
 
     capsys.readouterr()
     assert main(["run", str(tiny_pipeline(tmp_path)), "--out", str(run_dir)]) == 0
-    assert "9 up to date" in capsys.readouterr().out
+    assert "10 up to date" in capsys.readouterr().out
     assert manifest_times(run_dir) == first
 
     assert main(["run", str(tiny_pipeline(tmp_path, retrain_steps=4)), "--out", str(run_dir)]) == 0
@@ -68,7 +70,7 @@ def test_tiny_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path, capsys)
     assert main(["lut", "validate", str(lut), "--num-archs", "2"]) == 0
     capsys.readouterr()
     assert main(["run", str(tiny_pipeline(tmp_path, retrain_steps=4)), "--out", str(run_dir)]) == 0
-    assert "9 up to date" in capsys.readouterr().out
+    assert "10 up to date" in capsys.readouterr().out
 
     # A new budget reruns the search and what follows it, never the profile or the training.
     assert main(["run", str(tiny_pipeline(tmp_path, retrain_steps=4, fractions=[0.6, 0.9])), "--out",
