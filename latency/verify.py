@@ -18,9 +18,11 @@ rather than nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from spos.arch import Arch
+from spos.errors import HintedError
 from spos.space import SearchSpace
 
 VERIFY_FORMAT = "spos-verified-pick/1"
@@ -96,8 +98,9 @@ class VerifiedPick:
                 f"the device")
 
     def to_json(self) -> dict[str, Any]:
-        return {"budget": self.budget, "lut": self.lut, "budget_ms": self.budget_ms, "candidates": self.candidates,
-                "measured": [m.to_json() for m in self.measured], "pick": self.pick.to_json(), "fits": self.fits,
+        # "label" and "best" as in a search result.json, so that --arch/--budget read this file alike.
+        return {"label": self.budget, "lut": self.lut, "budget_ms": self.budget_ms, "candidates": self.candidates,
+                "measured": [m.to_json() for m in self.measured], "best": self.pick.to_json(), "fits": self.fits,
                 "summary": self.summary()}
 
 
@@ -126,3 +129,103 @@ def verify_pick(
         if ms <= budget_ms:
             break
     return VerifiedPick(budget, lut, budget_ms, tuple(measured), len(ordered))
+
+
+def latency_bound(entry: dict[str, Any]) -> tuple[str, float] | None:
+    """A result.json budget's latency bound: (LUT name, upper bound in ms); None where it has none."""
+    for constraint in entry["constraints"]:
+        if constraint["metric"].startswith("latency:") and constraint.get("upper") is not None:
+            return constraint["metric"].split(":", 1)[1], float(constraint["upper"])
+    return None
+
+
+@dataclass(frozen=True)
+class VerifiedResult:
+    """Every latency budget of one search result, verified (budgets without a latency bound are left out)."""
+
+    result: Path
+    picks: tuple[VerifiedPick, ...]
+    single_budget: bool  # the result holds one budget: its pick is also the file's top-level ``best``
+
+    def pick(self, label: str) -> VerifiedPick | None:
+        return next((p for p in self.picks if p.budget == label), None)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"format": VERIFY_FORMAT, "result": str(self.result)}
+        if self.single_budget and len(self.picks) == 1:
+            data["best"] = self.picks[0].pick.to_json()
+        data["budgets"] = [p.to_json() for p in self.picks]
+        return data
+
+
+def verify_result(
+    result_path: str | Path,
+    space: SearchSpace,
+    max_candidates: int,
+    *,
+    budget: str | None = None,
+    lut: str | Path | None = None,
+    on_pick: Callable[[VerifiedPick], None] | None = None,
+) -> VerifiedResult:
+    """Verify the latency budgets of a search ``result.json`` of ``space`` on this machine (``budget``: that one only).
+
+    Each budget is measured as its LUT was (the file result.json names, or ``lut`` where it moved),
+    which must have been profiled on this machine."""
+    from latency.lut import Lut
+    from latency.profile import measure_network, measurement_threads
+    from latency.validate import backend_for
+    from spos.readers import read_json
+
+    result_path = Path(result_path)
+    data = read_json(result_path, "search result")
+    entries = data.get("budgets") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{result_path}: not a search result.json (expected a non-empty 'budgets' list)")
+    searched = data.get("space") or {}
+    if searched.get("hash") != space.hash:
+        raise ValueError(f"{result_path}: searched space {searched.get('name')!r} (hash {searched.get('hash')}) "
+                         f"is not the given space {space.name!r} (hash {space.hash}); expected the space searched")
+    labels = [e["label"] for e in entries]
+    if budget is not None and budget not in labels:
+        raise ValueError(f"{result_path} has no budget {budget!r}; expected one of: {'; '.join(labels)}")
+    chosen = [e for e in entries if budget in (None, e["label"])]
+    bounded = [(e, latency_bound(e)) for e in chosen]
+    if not any(bound for _, bound in bounded):
+        raise ValueError(f"{result_path}: no latency budget to verify among {'; '.join(e['label'] for e in chosen)} "
+                         f"(expected a budget searched with a LUT's latency bound)")
+    backends: dict[Path, Any] = {}
+    picks = []
+    for index, (entry, bound) in enumerate(bounded):
+        if bound is None:
+            continue
+        lut_name, budget_ms = bound
+        where = f"{result_path} budget {entry['label']!r}"
+        table_file = Path(lut) if lut is not None else _lut_file(entry, lut_name, where)
+        if table_file not in backends:
+            table = Lut.load(table_file)
+            try:
+                table.check_compatible(space)
+            except ValueError as exc:
+                raise ValueError(f"{table_file}: {exc}") from None
+            backends[table_file] = backend_for(table)
+        backend = backends[table_file]
+        candidates = [Candidate.from_search(c, lut_name, where) for c in entry.get("topk") or [entry["best"]]]
+        with measurement_threads(backend.config):
+            verified = verify_pick(entry["label"], lut_name, budget_ms, candidates,
+                                   lambda arch: measure_network(backend, space, arch), space, max_candidates)
+        if on_pick is not None:
+            on_pick(verified)
+        picks.append(verified)
+    return VerifiedResult(result_path, tuple(picks), single_budget=len(entries) == 1)
+
+
+def _lut_file(entry: dict[str, Any], lut_name: str, where: str) -> Path:
+    """The LUT file the search read for ``lut_name``, as result.json recorded it."""
+    for constraint in entry["constraints"]:
+        if constraint["metric"] == f"latency:{lut_name}":
+            source = constraint.get("source") or {}
+            if source.get("file") and Path(source["file"]).is_file():
+                return Path(source["file"])
+            raise HintedError(f"{where}: the LUT it was searched with ({source.get('file', 'not recorded')}) "
+                              f"is not there", hint="lut_moved")
+    raise ValueError(f"{where}: no constraint 'latency:{lut_name}'")

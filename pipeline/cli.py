@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "pipeline.commands.lut",
     "pipeline.commands.train",
     "pipeline.commands.search",
+    "pipeline.commands.verify",
     "pipeline.commands.correlate",
     "pipeline.commands.retrain",
     "pipeline.commands.export",
@@ -53,6 +54,7 @@ FLAG_HINTS = {
     "device_cuda": "pass --device cuda",
     "device_match": "pass the matching --device",
     "pick_budget": "pick one with --budget",
+    "lut_moved": "pass the LUT file with --lut",
 }
 EXIT_USER_ERROR, EXIT_BUG = 2, 70
 REPORT = "this is a bug in spos-hw, not in your input; please report it with the traceback above"

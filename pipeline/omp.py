@@ -12,8 +12,8 @@ So the ``spos`` command sets it, unless the user set it, before anything
 imports torch (OpenMP reads it once, when it loads). It leaves the default
 where torch itself is timed on several CPU threads (a LUT or benchmark must
 mean what a deployed PyTorch process sees): the measuring commands
-(``profile``, ``bench``, ``lut``), and ``run`` of a pipeline with such a
-device.
+(``profile``, ``bench``, ``lut``, ``verify``), and ``run`` of a pipeline with
+such a device.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 POLICY = "OMP_WAIT_POLICY"
-MEASURING_COMMANDS = ("profile", "bench", "lut")
+MEASURING_COMMANDS = ("profile", "bench", "lut", "verify")
 
 
 def choose_wait_policy(args: argparse.Namespace) -> str | None:

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from latency.verify import latency_bound
 from pipeline.config import DeviceTarget, PipelineConfig
 from pipeline.report import DeploymentRow, Plot, over_budget_warnings, write_report
 from pipeline.run import RunResult, StageContext, StageEvent, StageSpec, run_stages
@@ -139,31 +140,13 @@ VERIFIED = "verified.json"  # the verify stage's measured candidates and pick pe
 
 def verify_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[str, Path]:
     """Measure each latency budget's top candidates on this device, best first, until one fits."""
-    from latency.lut import Lut
-    from latency.profile import measure_network, measurement_threads
-    from latency.validate import backend_for
-    from latency.verify import VERIFY_FORMAT, Candidate, verify_pick
-    from spos.readers import read_json
+    from latency.verify import verify_result
 
-    space = p.train.load_space()
-    result_path = ctx.input(f"search/{device.name}", "result")
-    backend = backend_for(Lut.load(ctx.input(f"profile/{device.name}", "lut")))  # measured as the LUT was
-    picks = []
-    with measurement_threads(backend.config):
-        for index, entry in enumerate(read_json(result_path, "search result")["budgets"]):
-            bound = _latency_bound(entry)
-            if bound is None:
-                picks.append(None)
-                continue
-            lut_name, budget = bound
-            where = f"{result_path} budget {index + 1}"
-            candidates = [Candidate.from_search(c, lut_name, where) for c in entry.get("topk") or [entry["best"]]]
-            verified = verify_pick(entry["label"], lut_name, budget, candidates,
-                                   lambda arch: measure_network(backend, space, arch), space, device.verify_top)
-            print(f"verify {device.name} budget {index + 1}: {verified.summary()}", file=sys.stderr)
-            picks.append(verified.to_json())
-    out = write_json_atomic(ctx.stage_dir / VERIFIED, {"format": VERIFY_FORMAT, "budgets": picks}, indent=2)
-    return {"verified": out}
+    verified = verify_result(
+        ctx.input(f"search/{device.name}", "result"), p.train.load_space(), device.verify_top,
+        lut=ctx.input(f"profile/{device.name}", "lut"),
+        on_pick=lambda pick: print(f"verify {device.name} {pick.budget}: {pick.summary()}", file=sys.stderr))
+    return {"verified": write_json_atomic(ctx.stage_dir / VERIFIED, verified.to_json(), indent=2)}
 
 
 def verifies(device: DeviceTarget) -> bool:
@@ -171,9 +154,12 @@ def verifies(device: DeviceTarget) -> bool:
     return device.verify_top > 0 and bool(device.latency_ms or device.latency_fraction)
 
 
-def verified_pick(path: Path, index: int) -> dict[str, Any] | None:
-    """Budget ``index``'s measured pick from verified.json (None where that budget has no latency bound)."""
-    return _nth_budget(path, index, "verified picks")
+def verified_pick(path: Path, label: str) -> dict[str, Any] | None:
+    """Budget ``label``'s entry in verified.json: its measured candidates and ``best``, the one deployed
+    (None where that budget has no latency bound)."""
+    from spos.readers import read_json
+
+    return next((b for b in read_json(path, "verified picks")["budgets"] if b["label"] == label), None)
 
 
 def spnas_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
@@ -219,16 +205,11 @@ def budget_ms(device: DeviceTarget, predictor: Any) -> tuple[float, ...]:
 
 
 def budget_entry(result_path: Path, index: int) -> dict[str, Any]:
-    return _nth_budget(result_path, index, "search result")
-
-
-def _nth_budget(path: Path, index: int, what: str) -> Any:
-    """Item ``index`` of the ``budgets`` list of a stage's JSON output (a search result, verified picks)."""
     from spos.readers import read_json
 
-    budgets = read_json(path, what)["budgets"]
+    budgets = read_json(result_path, "search result")["budgets"]
     if index >= len(budgets):
-        raise ValueError(f"{path} has {len(budgets)} budgets; budget {index + 1} was expected")
+        raise ValueError(f"{result_path} has {len(budgets)} budgets; budget {index + 1} was expected")
     return budgets[index]
 
 
@@ -267,11 +248,11 @@ def retrain_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageConte
 def deployed_arch(stage_output: Callable[[str, str], Path], device: DeviceTarget, index: int,
                   searcher: Searcher) -> str:
     """The arch deployed for budget ``index``: the verify stage's measured pick where it ran, else the search's."""
-    if searcher.name == "spos" and verifies(device):
-        verified = verified_pick(stage_output(f"verify/{device.name}", "verified"), index)
-        if verified is not None:
-            return verified["pick"]["arch"]
     entry = budget_entry(stage_output(searcher.result_stage(device, index), "result"), searcher.result_index(index))
+    if searcher.name == "spos" and verifies(device):
+        verified = verified_pick(stage_output(f"verify/{device.name}", "verified"), entry["label"])
+        if verified is not None:
+            return verified["best"]["arch"]
     return entry["best"]["arch"]
 
 
@@ -387,10 +368,10 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
         for k, searcher in [(k, s) for k in range(num_budgets(d)) for s in searchers]:  # side by side per budget
             b = searcher.budget_dir(d, k)
             entry = budget_entry(outputs[searcher.result_stage(d, k)]["result"], searcher.result_index(k))
-            bound = _latency_bound(entry)
-            verified = (verified_pick(outputs[f"verify/{d.name}"]["verified"], k)
+            bound = latency_bound(entry)
+            verified = (verified_pick(outputs[f"verify/{d.name}"]["verified"], entry["label"])
                         if searcher.name == "spos" and f"verify/{d.name}" in outputs else None)
-            deployed = _candidate(entry, verified["pick"]["arch"] if verified else entry["best"]["arch"])
+            deployed = _candidate(entry, verified["best"]["arch"] if verified else entry["best"]["arch"])
             bench = json.loads(outputs[f"bench/{b}"]["bench"].read_text())
             # The figure the LUT predicts (its statistic); bench files of older runs have only the median.
             measured = bench.get("measured_ms", bench["median_ms"])
@@ -415,14 +396,6 @@ def _candidate(entry: dict[str, Any], arch: str) -> dict[str, Any]:
         if candidate["arch"] == arch:
             return candidate
     raise ValueError(f"budget {entry['label']!r}: the deployed arch {arch} is not among the search's candidates")
-
-
-def _latency_bound(entry: dict[str, Any]) -> tuple[str, float] | None:
-    """The budget's latency bound: (LUT name, upper bound in ms); None where it has none."""
-    for constraint in entry["constraints"]:
-        if constraint["metric"].startswith("latency:") and constraint.get("upper") is not None:
-            return constraint["metric"].split(":", 1)[1], float(constraint["upper"])
-    return None
 
 
 def report_plots(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> list[Plot]:

@@ -16,6 +16,7 @@ HINTS = {
     "device_cuda": "the runtime runs on the GPU only: ask for device 'cuda'",
     "device_match": "the execution provider runs on another device: ask for the device it runs on",
     "pick_budget": "a search result of several budgets: name the budget whose best arch is meant",
+    "lut_moved": "the LUT file a search result names is not where it was: give the LUT's file",
 }
 
 

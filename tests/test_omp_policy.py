@@ -34,7 +34,7 @@ def test_training_and_scoring_commands_get_the_passive_policy(torch_not_loaded, 
     assert os.environ[POLICY] == "PASSIVE"
 
 
-@pytest.mark.parametrize("command", ["profile", "bench", "lut"])
+@pytest.mark.parametrize("command", ["profile", "bench", "lut", "verify"])
 def test_measuring_commands_keep_the_default(torch_not_loaded, command):
     import os
 

@@ -15,7 +15,8 @@ import yaml
 from pipeline.cli import main
 from pipeline.config import parse_pipeline
 from pipeline.report import DeploymentRow, over_budget_warnings, render_report
-from pipeline.stages import _latency_bound, build_stages, prepare, report_warnings
+from latency.verify import latency_bound
+from pipeline.stages import build_stages, prepare, report_warnings
 from spos.config import load_train_config
 from spos.cost import CostModel
 from spos.search import build_budgets
@@ -108,9 +109,9 @@ def test_a_network_measured_over_its_latency_budget_is_a_warning_with_the_budget
 def test_the_reported_budget_is_the_latency_bound_the_search_obeyed():
     flops = {"metric": "flops", "lower": None, "upper": 5e6}
     latency = {"metric": "latency:cpu-ort", "lower": None, "upper": 0.8}
-    assert _latency_bound({"constraints": [flops]}) is None
-    assert _latency_bound({"constraints": [flops, latency]}) == ("cpu-ort", 0.8)
-    assert _latency_bound({"constraints": [{**latency, "upper": None, "lower": 0.1}]}) is None
+    assert latency_bound({"constraints": [flops]}) is None
+    assert latency_bound({"constraints": [flops, latency]}) == ("cpu-ort", 0.8)
+    assert latency_bound({"constraints": [{**latency, "upper": None, "lower": 0.1}]}) is None
 
 
 def test_spos_run_prints_the_networks_measured_over_budget(tmp_path, monkeypatch, capsys):

@@ -56,7 +56,7 @@ def test_candidates_measured_over_the_budget_give_way_to_the_next_best_that_fits
     assert "#1 1.300 ms, #2 1.100 ms" in summary and "deployed candidate #3 of 4" in summary
     assert "40.00% against the pick's 60.00%" in summary
     data = json.loads(json.dumps(verified.to_json()))
-    assert data["pick"]["arch"] == cands[0].arch and data["fits"] and len(data["measured"]) == 3
+    assert data["best"]["arch"] == cands[0].arch and data["fits"] and len(data["measured"]) == 3
 
 
 def test_when_none_fits_the_fastest_measured_is_deployed_with_the_budget_to_search_again(space):
@@ -104,19 +104,16 @@ def test_the_report_says_what_was_measured_before_retraining(tmp_path):
     assert "Measured before retraining" in text and "- latency<=1: measured over the 1.000 ms budget" in text
 
 
-def verify_run(tmp_path: Path, budget_ms: float, verify_top: int):
-    """The verify stage, measuring for real on this CPU, over a search result of two tiny-space archs."""
+def searched(tmp_path: Path, budget_ms: float):
+    """A search result over two tiny-space archs with a latency budget, and the LUT it names, profiled
+    on this CPU as the tiny pipeline's device; (pipeline config, result.json, the two archs)."""
     from latency.backends import BackendConfig
     from latency.profile import profile_space
     from pipeline import stages
-    from pipeline.run import StageContext
     from tests.test_pipeline_e2e import tiny_pipeline
 
-    data = yaml.safe_load(tiny_pipeline(tmp_path).read_text())
-    data["devices"][0]["verify_top"] = verify_top
-    cfg = parse_pipeline(data, tmp_path / "pipeline.yaml")
-    prepared, device = stages.prepare(cfg), cfg.devices[0]
-    space = prepared.train.load_space()
+    cfg = parse_pipeline(yaml.safe_load(tiny_pipeline(tmp_path).read_text()), tmp_path / "pipeline.yaml")
+    device, space = cfg.devices[0], stages.prepare(cfg).train.load_space()
     lut = tmp_path / "lut.json"
     profile_space(space, BackendConfig(device.backend, device.device, None, device.batch, device.precision,
                                        device.threads, device.timing), lut, calibration_archs_count=3,
@@ -124,27 +121,81 @@ def verify_run(tmp_path: Path, budget_ms: float, verify_top: int):
     wide, narrow = ",".join(["2:2"] * space.num_blocks), ",".join(["0:0"] * space.num_blocks)
     topk = [{"arch": a, "accuracy": s, "flops": 1, "params": 1, "latency_ms": {device.name: budget_ms / 2}}
             for a, s in ((wide, 0.7), (narrow, 0.6))]
-    result = tmp_path / "result.json"
-    result.write_text(json.dumps({"budgets": [{
-        "label": "latency", "constraints": [{"metric": f"latency:{device.name}", "upper": budget_ms}],
-        "best": topk[0], "topk": topk}]}))
+    bound = {"metric": f"latency:{device.name}", "upper": budget_ms, "source": {"file": str(lut)}}
+    result = tmp_path / "search" / "result.json"
+    result.parent.mkdir()
+    result.write_text(json.dumps({"space": {"name": space.name, "hash": space.hash}, "budgets": [
+        {"label": "latency", "constraints": [bound], "best": topk[0], "topk": topk},
+        {"label": "flops", "constraints": [{"metric": "flops", "upper": 10**9}], "best": topk[0], "topk": topk},
+    ]}))
+    return cfg, result, (wide, narrow)
+
+
+def verify_run(tmp_path: Path, budget_ms: float, verify_top: int):
+    """The pipeline's verify stage, measuring for real on this CPU; (its verified budget, the deployed arch)."""
+    from dataclasses import replace
+
+    from pipeline import stages
+    from pipeline.run import StageContext
+
+    cfg, result, _ = searched(tmp_path, budget_ms)
+    device = replace(cfg.devices[0], verify_top=verify_top)
     out = tmp_path / "verify"
     out.mkdir()
-    upstream = {f"search/{device.name}": {"result": result}, f"profile/{device.name}": {"lut": lut}}
-    outputs = stages.verify_stage(prepared, device, StageContext("verify", out, False, upstream))
+    upstream = {f"search/{device.name}": {"result": result},
+                f"profile/{device.name}": {"lut": tmp_path / "lut.json"}}
+    outputs = stages.verify_stage(stages.prepare(cfg), device, StageContext("verify", out, False, upstream))
     upstream[f"verify/{device.name}"] = outputs
     deployed = stages.deployed_arch(lambda stage, name: upstream[stage][name], device, 0, stages.SPOS)
-    return json.loads(outputs["verified"].read_text())["budgets"][0], deployed, (wide, narrow)
+    budgets = json.loads(outputs["verified"].read_text())["budgets"]
+    assert [b["label"] for b in budgets] == ["latency"]  # the FLOPs budget has no latency to verify
+    return budgets[0], deployed
 
 
 def test_the_verify_stage_measures_on_this_cpu_and_keeps_a_pick_that_fits(tmp_path):
-    verified, deployed, (wide, _) = verify_run(tmp_path, budget_ms=1000.0, verify_top=10)
-    assert deployed == wide and verified["fits"] and len(verified["measured"]) == 1
-    assert 0 < verified["measured"][0]["measured_ms"] < 1000
+    verified, deployed = verify_run(tmp_path, budget_ms=1000.0, verify_top=10)
+    assert deployed == verified["best"]["arch"] == "2:2,2:2,2:2,2:2" and verified["fits"]
+    assert len(verified["measured"]) == 1 and 0 < verified["measured"][0]["measured_ms"] < 1000
 
 
 def test_the_verify_stage_deploys_the_fastest_when_nothing_fits(tmp_path):
-    verified, deployed, _ = verify_run(tmp_path, budget_ms=1e-6, verify_top=2)
+    verified, deployed = verify_run(tmp_path, budget_ms=1e-6, verify_top=2)
     assert not verified["fits"] and len(verified["measured"]) == 2
     fastest = min(verified["measured"], key=lambda m: m["measured_ms"])
-    assert deployed == fastest["arch"] == verified["pick"]["arch"]
+    assert deployed == fastest["arch"] == verified["best"]["arch"]
+
+
+def test_spos_verify_writes_beside_the_result_and_retrain_reads_it_like_a_result(tmp_path, capsys):
+    from pipeline.cli import main
+
+    _, result, (wide, _) = searched(tmp_path, budget_ms=1000.0)
+    space = tmp_path / "space.yaml"
+    assert main(["verify", str(result), "--space", str(space), "--budget", "latency", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    out = result.parent / "verified.json"
+    assert printed["out"] == str(out) and json.loads(out.read_text())["budgets"][0]["best"]["arch"] == wide
+    assert main(["arch", "info", "--space", str(space), "--arch", str(out), "--budget", "latency", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arch"] == wide
+
+
+def test_spos_verify_names_what_is_wrong(tmp_path, capsys):
+    from pipeline.cli import main
+
+    _, result, _ = searched(tmp_path, budget_ms=1000.0)
+    space, other = tmp_path / "space.yaml", tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(tiny_space_dict(in_channels=1, num_classes=5)))
+    cases = [
+        (["--top", "0"], "--top: expected at least 1 candidate to measure, got 0"),
+        (["--budget", "flops"], "no latency budget to verify among flops"),
+        (["--budget", "nope"], "has no budget 'nope'; expected one of: latency; flops"),
+    ]
+    for extra, message in cases:
+        assert main(["verify", str(result), "--space", str(space), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["verify", str(result), "--space", str(other)]) == 2
+    assert "is not the given space" in capsys.readouterr().err
+    (tmp_path / "lut.json").rename(tmp_path / "moved.json")
+    assert main(["verify", str(result), "--space", str(space)]) == 2
+    assert "is not there; pass the LUT file with --lut" in capsys.readouterr().err
+    assert not (result.parent / "verified.json").exists()  # nothing written by a refused run
+    assert main(["verify", str(result), "--space", str(space), "--lut", str(tmp_path / "moved.json")]) == 0
