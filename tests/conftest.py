@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# OpenMP's idle threads sleep instead of spinning (pipeline/omp.py: the spos command sets the same).
+# Beside two training processes on a 2-core machine, tests/test_train.py and test_supernet.py took
+# 199 s with torch's spinning threads and 44 s with this. It must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from spos.space import SearchSpace
+import pytest  # noqa: E402
+
+from spos.space import SearchSpace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES_DIR = ROOT / "configs" / "spaces"
