@@ -4,13 +4,16 @@ PyTorch's CPU wheels run their intra-op threads on GNU OpenMP, whose
 threads spin while they wait for work. When other processes hold the cores,
 a spinning thread burns the time slice the thread it waits for needs, and a
 training step can take a hundred times longer (seen here: a digits supernet
-at 4 s a step instead of 0.25 s beside two other training processes).
-``OMP_WAIT_POLICY=PASSIVE`` makes waiting threads sleep instead.
+at 4 s a step instead of 0.06 s beside two other training processes; that is
+what `spos.cpu_threads.ThreadGovernor` prevents). ``OMP_WAIT_POLICY=PASSIVE``
+makes waiting threads sleep instead; ``spin:N`` bounds their spinning.
 
 Each configuration (wait policy x thread count) trains a static network of
 ``--space`` for a few steps in a fresh process (OpenMP reads the policy when
 it loads), with ``--load`` extra processes spinning on the cores to stand
-for the other users of a shared machine; thread counts are interleaved
+for the other users of a shared machine (pure spinners hurt far less than
+real training processes do: 2.3x, not 100x; run it beside real jobs to see
+the collapse); thread counts are interleaved
 within a process, so load from outside hits them alike. Reported: median
 milliseconds a step and each configuration's time relative to the fastest at
 that load. "load 0" is only quiet if nothing else runs on the machine.
@@ -31,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = ("default", "PASSIVE")
+POLICIES = ("default", "PASSIVE")  # "spin:N" sets GOMP_SPINCOUNT=N instead (spin N times, then sleep)
 
 
 def child(space_file: Path, batch: int, threads: list[int], rounds: int, steps: int) -> dict[str, float]:
@@ -78,9 +81,11 @@ def spin() -> None:
 
 def measure(args: argparse.Namespace, policy: str) -> dict[str, float]:
     env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
-    env.pop("OMP_NUM_THREADS", None)
-    if policy != "default":
+    for name in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
+    if policy.startswith("spin:"):
+        env["GOMP_SPINCOUNT"] = policy.split(":", 1)[1]
+    elif policy != "default":
         env["OMP_WAIT_POLICY"] = policy
     command = [sys.executable, __file__, "--child", "--space", str(args.space), "--batch", str(args.batch),
                "--threads", *map(str, args.threads), "--rounds", str(args.rounds), "--steps", str(args.steps)]
@@ -97,6 +102,8 @@ def main() -> None:
                         help="spinning processes beside the measurement, one run per value")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round and thread count")
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES),
+                        help="default, PASSIVE, ACTIVE or spin:N (GOMP_SPINCOUNT=N); default: default PASSIVE")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -110,7 +117,7 @@ def main() -> None:
         for p in spinners:
             p.start()
         try:
-            for policy in POLICIES:
+            for policy in args.policies:
                 for threads, ms in measure(args, policy).items():
                     results.append({"load": load, "policy": policy, "threads": int(threads), "ms_per_step": ms})
         finally:

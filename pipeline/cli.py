@@ -22,7 +22,6 @@ import os
 import sys
 import traceback
 
-from pipeline.omp import choose_wait_policy
 from runtime.optional import MissingRuntime
 
 # Each module defines ``register(subparsers)`` adding its sub-command(s), whose
@@ -84,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    choose_wait_policy(args)  # before any handler imports torch
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # e.g. `spos arch sample --n 1000 | head`

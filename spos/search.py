@@ -45,6 +45,7 @@ from spos.constraints import (
     params_constraint,
 )
 from spos.cost import CostModel
+from spos.cpu_threads import ThreadGovernor
 from spos.errors import HintedError
 from spos.evaluate import ScoreCache
 from spos.evolution import (
@@ -283,9 +284,12 @@ def _run_all(
     done = sum(len(states[k].history) if k in states else 0 for _, _, k in keys)
     bar = tqdm(total=len(keys) * settings.evaluations, initial=done, desc="search", unit="cand", disable=not progress)
 
+    threads = ThreadGovernor()  # fewer CPU threads while other processes hold the cores
+
     def tracked(arch: Arch) -> float:
         value = cache(arch)
         bar.update(1)
+        threads.tick()
         return value
 
     try:

@@ -46,6 +46,7 @@ from spos.atomic import write_text_atomic
 from spos.bn import recalibrate_bn, top1_accuracy
 from spos.checkpoint import load_checkpoint, save_atomic, supernet_payload
 from spos.config import RESUMABLE_CHANGES, RecipeConfig, TrainConfig, config_differences
+from spos.cpu_threads import ThreadGovernor
 from spos.data import derive_seed, fixed_batches, load_data_for_head, set_epoch
 from spos.distributed import DistContext, all_reduce_mean_, barrier, init_distributed, shutdown
 from spos.dynamic import ALIGNMENTS, aligned
@@ -440,6 +441,7 @@ class _Loop:
                         dynamic_ncols=True)
         self.model.train()
         step = start
+        threads = ThreadGovernor()  # fewer CPU threads while other processes hold the cores
         try:
             with torch.random.fork_rng(devices=devices):
                 while step < stop:
@@ -447,6 +449,7 @@ class _Loop:
                     for images, labels in batches.loader(epoch, offset):
                         last_loss, top1, lr = self.train_step(step, images, labels)
                         step += 1
+                        threads.tick()
                         window.add(last_loss, top1, len(labels) * ctx.world_size)
                         progress.update(1)
                         if step % settings.log_every == 0 or step == stop:

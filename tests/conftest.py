@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# OpenMP's idle threads sleep instead of spinning (pipeline/omp.py: the spos command sets the same).
+# OpenMP's idle threads sleep instead of spinning (spos/cpu_threads.py says why spinning hurts).
 # Beside two training processes on a 2-core machine, tests/test_train.py and test_supernet.py took
-# 199 s with torch's spinning threads and 44 s with this. It must be set before torch loads.
+# 199 s with torch's spinning threads and 44 s with this; on the quiet machine 34 s either way.
+# The tests' many short loops are not worth governing. It must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402

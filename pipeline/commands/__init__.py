@@ -7,6 +7,6 @@ def set_torch_threads(threads: int | None) -> None:
         return
     if threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
-    import torch
+    from spos.cpu_threads import pin_threads
 
-    torch.set_num_threads(threads)
+    pin_threads(threads)  # the user's count: the loops' thread governor leaves it alone
