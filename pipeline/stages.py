@@ -249,11 +249,17 @@ def deployed_arch(stage_output: Callable[[str, str], Path], device: DeviceTarget
                   searcher: Searcher) -> str:
     """The arch deployed for budget ``index``: the verify stage's measured pick where it ran, else the search's."""
     entry = budget_entry(stage_output(searcher.result_stage(device, index), "result"), searcher.result_index(index))
-    if searcher.name == "spos" and verifies(device):
-        verified = verified_pick(stage_output(f"verify/{device.name}", "verified"), entry["label"])
-        if verified is not None:
-            return verified["best"]["arch"]
-    return entry["best"]["arch"]
+    verified = budget_verification(stage_output, device, entry["label"], searcher)
+    return (verified or entry)["best"]["arch"]
+
+
+def budget_verification(stage_output: Callable[[str, str], Path], device: DeviceTarget, label: str,
+                        searcher: Searcher) -> dict[str, Any] | None:
+    """The verify stage's entry for budget ``label``; None where nothing was verified (no verify stage,
+    another searcher, or a budget without a latency bound)."""
+    if searcher.name != "spos" or not verifies(device):
+        return None
+    return verified_pick(stage_output(f"verify/{device.name}", "verified"), label)
 
 
 def export_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext,
@@ -369,9 +375,8 @@ def report_rows(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -> lis
             b = searcher.budget_dir(d, k)
             entry = budget_entry(outputs[searcher.result_stage(d, k)]["result"], searcher.result_index(k))
             bound = latency_bound(entry)
-            verified = (verified_pick(outputs[f"verify/{d.name}"]["verified"], entry["label"])
-                        if searcher.name == "spos" and f"verify/{d.name}" in outputs else None)
-            deployed = _candidate(entry, verified["best"]["arch"] if verified else entry["best"]["arch"])
+            verified = budget_verification(lambda stage, name: outputs[stage][name], d, entry["label"], searcher)
+            deployed = _candidate(entry, (verified or entry)["best"]["arch"])
             bench = json.loads(outputs[f"bench/{b}"]["bench"].read_text())
             # The figure the LUT predicts (its statistic); bench files of older runs have only the median.
             measured = bench.get("measured_ms", bench["median_ms"])

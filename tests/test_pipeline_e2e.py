@@ -53,7 +53,7 @@ def test_tiny_pipeline_runs_skips_and_reruns_only_what_changed(tmp_path, capsys)
     first = manifest_times(run_dir)
     assert len(first) == 1 + 1 + 1 + 1 + 2 * 3  # profile, train, search, verify, then per budget
     verified = json.loads((run_dir / "verify" / "cpu-ort" / "verified.json").read_text())["budgets"]
-    assert [v["pick"]["arch"] for v in verified] == [row.split("`")[1] for row in table]  # the measured picks deployed
+    assert [v["best"]["arch"] for v in verified] == [row.split("`")[1] for row in table]  # the measured picks deployed
 
     capsys.readouterr()
     assert main(["run", str(tiny_pipeline(tmp_path)), "--out", str(run_dir)]) == 0
