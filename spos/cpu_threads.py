@@ -82,6 +82,7 @@ class ThreadGovernor:
         busy = busy_seconds()
         self.enabled = busy is not None and not _pinned and "OMP_NUM_THREADS" not in os.environ
         self._last = (clock(), busy or 0.0, own_seconds())
+        self.message = ""  # why the last change was made, for the caller's log
 
     def tick(self) -> int | None:
         """Re-read the machine's load once ``interval_s`` has passed; the new thread count when it changed."""
@@ -100,5 +101,7 @@ class ThreadGovernor:
         if threads == self.threads:
             return None
         self._set_threads(threads)
+        self.message = (f"torch CPU threads {self.threads} -> {threads}: other processes used {others:.1f} "
+                        f"of {self.cores} cores over the last {now - then:.0f} s")
         self.threads = threads
         return threads

@@ -289,7 +289,8 @@ def _run_all(
     def tracked(arch: Arch) -> float:
         value = cache(arch)
         bar.update(1)
-        threads.tick()
+        if threads.tick() is not None and progress:
+            bar.write(threads.message)
         return value
 
     try:

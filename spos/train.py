@@ -449,7 +449,8 @@ class _Loop:
                     for images, labels in batches.loader(epoch, offset):
                         last_loss, top1, lr = self.train_step(step, images, labels)
                         step += 1
-                        threads.tick()
+                        if threads.tick() is not None and ctx.is_main and settings.show_progress:
+                            tqdm.write(threads.message)
                         window.add(last_loss, top1, len(labels) * ctx.world_size)
                         progress.update(1)
                         if step % settings.log_every == 0 or step == stop:

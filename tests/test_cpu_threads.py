@@ -41,6 +41,7 @@ def test_threads_drop_to_what_other_processes_leave_and_come_back(machine):
     assert governor.tick() is None and governor.threads == 2  # quiet: keep both
     machine.run(10, own_cores=0.9, other_cores=1.1)  # two other jobs arrive and take more than a core
     assert governor.tick() == 1 and machine.threads_set == [1]
+    assert governor.message == "torch CPU threads 2 -> 1: other processes used 1.1 of 2 cores over the last 10 s"
     machine.run(10, own_cores=1, other_cores=1)  # still there
     assert governor.tick() is None
     machine.run(10, own_cores=1, other_cores=0.2)  # gone
