@@ -26,6 +26,18 @@ import time
 from typing import Callable
 
 _pinned = False
+_first_seen_threads: int | None = None  # torch's own count, before any governor lowered it
+
+
+def _torch_threads() -> tuple[int, int]:
+    """(torch's current CPU thread count, its count when first asked here: the most a governor sets)."""
+    import torch
+
+    global _first_seen_threads
+    current = torch.get_num_threads()
+    if _first_seen_threads is None:
+        _first_seen_threads = current
+    return current, _first_seen_threads
 
 
 def pin_threads(threads: int) -> None:
@@ -67,7 +79,7 @@ class ThreadGovernor:
         busy_seconds: Callable[[], float | None] = machine_busy_seconds,
         own_seconds: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
-        get_threads: Callable[[], int] | None = None,
+        threads: tuple[int, int] | None = None,
         set_threads: Callable[[int], None] | None = None,
         cores: int | None = None,
     ) -> None:
@@ -76,8 +88,9 @@ class ThreadGovernor:
         self.interval_s = interval_s
         self._busy_seconds, self._own_seconds, self._clock = busy_seconds, own_seconds, clock
         self._set_threads = set_threads or torch.set_num_threads
-        self.threads = (get_threads or torch.get_num_threads)()
-        self.max_threads = self.threads
+        # (now, at most): an earlier loop of this process (the pipeline's training, before its search)
+        # may have lowered the count; this one may raise it back to torch's own.
+        self.threads, self.max_threads = threads or _torch_threads()
         self.cores = cores or usable_cores()
         busy = busy_seconds()
         self.enabled = busy is not None and not _pinned and "OMP_NUM_THREADS" not in os.environ

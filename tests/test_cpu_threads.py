@@ -22,8 +22,8 @@ class FakeMachine:
 
     def governor(self, **kwargs) -> ThreadGovernor:
         return ThreadGovernor(10.0, busy_seconds=lambda: self.busy, own_seconds=lambda: self.own,
-                              clock=lambda: self.now, get_threads=lambda: 2, set_threads=self.threads_set.append,
-                              cores=2, **kwargs)
+                              clock=lambda: self.now, set_threads=self.threads_set.append, cores=2,
+                              **{"threads": (2, 2), **kwargs})
 
 
 @pytest.fixture
@@ -46,6 +46,12 @@ def test_threads_drop_to_what_other_processes_leave_and_come_back(machine):
     assert governor.tick() is None
     machine.run(10, own_cores=1, other_cores=0.2)  # gone
     assert governor.tick() == 2 and machine.threads_set == [1, 2]
+
+
+def test_a_later_loop_may_raise_the_count_an_earlier_one_lowered(machine):
+    governor = machine.governor(threads=(1, 2))  # the pipeline's search, after its training went to 1
+    machine.run(10, own_cores=1, other_cores=0)
+    assert governor.tick() == 2
 
 
 def test_a_thread_count_the_user_chose_is_left_alone(machine, monkeypatch):
