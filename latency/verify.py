@@ -147,9 +147,6 @@ class VerifiedResult:
     picks: tuple[VerifiedPick, ...]
     single_budget: bool  # the result holds one budget: its pick is also the file's top-level ``best``
 
-    def pick(self, label: str) -> VerifiedPick | None:
-        return next((p for p in self.picks if p.budget == label), None)
-
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"format": VERIFY_FORMAT, "result": str(self.result)}
         if self.single_budget and len(self.picks) == 1:
@@ -195,7 +192,7 @@ def verify_result(
                          f"(expected a budget searched with a LUT's latency bound)")
     backends: dict[Path, Any] = {}
     picks = []
-    for index, (entry, bound) in enumerate(bounded):
+    for entry, bound in bounded:
         if bound is None:
             continue
         lut_name, budget_ms = bound
