@@ -168,7 +168,7 @@ def verify_result(
 
     Each budget is measured as its LUT was (the file result.json names, or ``lut`` where it moved),
     which must have been profiled on this machine."""
-    from latency.lut import Lut
+    from latency.budget import lut_predictor
     from latency.profile import measure_network, measurement_threads
     from latency.validate import backend_for
     from spos.readers import read_json
@@ -198,13 +198,8 @@ def verify_result(
         lut_name, budget_ms = bound
         where = f"{result_path} budget {entry['label']!r}"
         table_file = Path(lut) if lut is not None else _lut_file(entry, lut_name, where)
-        if table_file not in backends:
-            table = Lut.load(table_file)
-            try:
-                table.check_compatible(space)
-            except ValueError as exc:
-                raise ValueError(f"{table_file}: {exc}") from None
-            backends[table_file] = backend_for(table)
+        if table_file not in backends:  # refused, naming the file, when profiled for another space
+            backends[table_file] = backend_for(lut_predictor(table_file, space).lut)
         backend = backends[table_file]
         candidates = [Candidate.from_search(c, lut_name, where) for c in entry.get("topk") or [entry["best"]]]
         with measurement_threads(backend.config):

@@ -149,17 +149,9 @@ def verify_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
     return {"verified": write_json_atomic(ctx.stage_dir / VERIFIED, verified.to_json(), indent=2)}
 
 
-def verifies(device: DeviceTarget) -> bool:
-    """Whether the device's SPOS picks are measured before retraining: it has a latency budget to keep."""
-    return device.verify_top > 0 and bool(device.latency_ms or device.latency_fraction)
-
-
-def verified_pick(path: Path, label: str) -> dict[str, Any] | None:
-    """Budget ``label``'s entry in verified.json: its measured candidates and ``best``, the one deployed
-    (None where that budget has no latency bound)."""
-    from spos.readers import read_json
-
-    return next((b for b in read_json(path, "verified picks")["budgets"] if b["label"] == label), None)
+def verifies(device: DeviceTarget, searcher_name: str = "spos") -> bool:
+    """Whether the device's picks are measured before retraining: SPOS picks, where a latency budget is kept."""
+    return searcher_name == "spos" and device.verify_top > 0 and bool(device.latency_ms or device.latency_fraction)
 
 
 def spnas_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
@@ -255,11 +247,14 @@ def deployed_arch(stage_output: Callable[[str, str], Path], device: DeviceTarget
 
 def budget_verification(stage_output: Callable[[str, str], Path], device: DeviceTarget, label: str,
                         searcher: Searcher) -> dict[str, Any] | None:
-    """The verify stage's entry for budget ``label``; None where nothing was verified (no verify stage,
-    another searcher, or a budget without a latency bound)."""
-    if searcher.name != "spos" or not verifies(device):
+    """The verify stage's entry for budget ``label`` (its measured candidates and ``best``, the one deployed);
+    None where nothing was verified (no verify stage, another searcher, or a budget without a latency bound)."""
+    from spos.readers import read_json
+
+    if not verifies(device, searcher.name):
         return None
-    return verified_pick(stage_output(f"verify/{device.name}", "verified"), label)
+    budgets = read_json(stage_output(f"verify/{device.name}", "verified"), "verified picks")["budgets"]
+    return next((b for b in budgets if b["label"] == label), None)
 
 
 def export_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext,
@@ -348,7 +343,7 @@ def deployment_stages(p: Prepared, d: DeviceTarget, searcher: Searcher, retrain_
     for k in range(num_budgets(d)):
         b = searcher.budget_dir(d, k)
         init = cfg.retrain.init_from_supernet and searcher.name == "spos"  # a supernet exists only for SPOS
-        verify = (f"verify/{d.name}",) if searcher.name == "spos" and verifies(d) else ()
+        verify = (f"verify/{d.name}",) if verifies(d, searcher.name) else ()
         retrain_needs = (searcher.result_stage(d, k),) + verify + (("train",) if init else ())
         stages.append(StageSpec(f"retrain/{b}", {**retrain_identity, "init_from_supernet": init, "budget": k},
                                 partial(retrain_stage, p, d, k, searcher=searcher), needs=retrain_needs))
