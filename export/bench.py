@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latency.load import MeasurementLoad
 from latency.timing import Timing, TimingSettings
 from spos.arch import Arch
 from spos.space import SearchSpace
@@ -34,6 +35,7 @@ class BenchResult:
     predicted_ms: float | None = None
     lut: Path | None = None
     statistic: str = "median"  # which run is "the latency": the LUT's statistic when a LUT is given
+    load: MeasurementLoad | None = None  # the other processes' CPU use while measuring (None: not metered)
 
     @property
     def measured_ms(self) -> float:
@@ -64,6 +66,7 @@ class BenchResult:
             "predicted_ms": self.predicted_ms,
             "error": self.error,
             "lut": str(self.lut) if self.lut else None,
+            "load": self.load.to_dict() if self.load else None,
         }
 
 
@@ -146,9 +149,9 @@ def bench_model(
 
     runner = get_backend(backend, device=device, provider=provider, batch=batch, precision=precision,
                          threads=threads, timing=timing)
-    from latency.profile import measurement_threads
+    from latency.profile import measuring
 
-    with measurement_threads(runner.config):
+    with measuring(runner.config) as meter:
         measured = runner.measure(described.target, described.input_shape)
     return BenchResult(
         model=path,
@@ -162,4 +165,5 @@ def bench_model(
         lut=Path(lut) if lut is not None else None,
         # A timing passed in may name another statistic; the prediction is in the LUT's.
         statistic=table.meta.timing.statistic if predictor is not None else runner.config.timing.statistic,
+        load=meter.load,
     )

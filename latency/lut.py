@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from latency.calibration import Calibration
+from latency.load import MeasurementLoad
 from latency.timing import Timing, TimingSettings
 from spos.atomic import write_json_atomic
 from spos.readers import read_json
@@ -108,6 +109,7 @@ class ValidationReport:
     kendall_tau: float
     noise_floor_mape: float  # percent: the same nets measured twice, |m1 - m2| / mean(m1, m2)
     points: tuple[dict[str, Any], ...] = ()  # {arch, predicted_ms, measured_ms, repeat_ms}
+    load: MeasurementLoad | None = None  # the other processes' CPU use while measuring (None: not metered)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def summary(self) -> dict[str, float]:
@@ -122,12 +124,14 @@ class ValidationReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary(), "points": list(self.points), "created": self.created}
+        return {**self.summary(), "points": list(self.points), "created": self.created,
+                "load": self.load.to_dict() if self.load else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
         data = dict(data)
         data["points"] = tuple(data.get("points", ()))
+        data["load"] = MeasurementLoad.optional(data.get("load"), "validation load")
         return cls(**data)
 
 
@@ -139,6 +143,7 @@ class Lut:
     networks: dict[str, Timing] = field(default_factory=dict)  # arch string -> whole-network timing (calibration)
     calibration: Calibration | None = None
     validation: ValidationReport | None = None
+    profiling_load: MeasurementLoad | None = None  # the other processes' CPU use while profiling (None: not metered)
 
     # ---- look-ups ---------------------------------------------------------
     def entry_ms(self, key: str) -> float:
@@ -198,6 +203,7 @@ class Lut:
             "networks": {k: t.to_dict() for k, t in self.networks.items()},
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "validation": self.validation.to_dict() if self.validation else None,
+            "profiling_load": self.profiling_load.to_dict() if self.profiling_load else None,
             # Flagged for readers of the file; recomputed from the entries on load.
             "noisy": self.noisy(),
         }
@@ -218,6 +224,7 @@ class Lut:
                 networks={k: Timing.from_dict(v, f"network {k!r}") for k, v in data.get("networks", {}).items()},
                 calibration=Calibration.from_dict(data["calibration"]) if data.get("calibration") else None,
                 validation=ValidationReport.from_dict(data["validation"]) if data.get("validation") else None,
+                profiling_load=MeasurementLoad.optional(data.get("profiling_load"), "profiling_load"),
             )
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from latency.backends import Backend, BackendConfig, get_backend
 from latency.backends.torch import torch_threads
 from latency.calibration import Calibration, fit_calibration, stratified_archs
+from latency.load import LoadMeter, MeasurementLoad, cores_needed, metered
 from latency.lut import Lut, LutMeta
 from latency.timing import Timing
 from latency.predictor import raw_tables, stage_of_blocks
@@ -46,6 +47,7 @@ class ProfileResult:
     calibration: Calibration
     wall_s: float
     noisy: tuple[str, ...] = ()  # entries still above max_cv after the re-measuring passes
+    load: MeasurementLoad | None = None  # the other processes' CPU use while the LUT was measured (all runs)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,13 @@ def measurement_threads(config: BackendConfig) -> Iterator[None]:
             yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def measuring(config: BackendConfig) -> Iterator[LoadMeter]:
+    """Measure with ``config``'s threads, metering the other processes' CPU use meanwhile (``meter.load`` after)."""
+    with measurement_threads(config), metered(cores_needed(config.device, config.threads)) as meter:
+        yield meter
 
 
 def new_meta(space: SearchSpace, backend: Backend) -> LutMeta:
@@ -143,7 +152,7 @@ def profile_space(
     )
     lut = _open_lut(out, space, new_meta(space, backend), resume)
     measured_entries = measured_networks = 0
-    with measurement_threads(backend.config):
+    with measuring(backend.config) as meter:
         todo = [item for item in profile_items(space) if item.key not in lut.entries]
         for item in tqdm(todo, desc=f"profile {space.name} blocks", unit="sig", disable=not progress):
             lut.entries[item.key] = backend.measure(item.build(), item.input_shape)
@@ -168,12 +177,15 @@ def profile_space(
         remeasure_noisy(lut.networks, lambda name: backend.measure(StaticNet(space, by_name[name]), shape),
                         lut.meta.timing.max_cv, keys=set(by_name), on_update=lambda: lut.save(out))
 
+    if meter.load is not None and measured_entries + measured_networks:  # a resumed run adds its own phase
+        earlier = lut.profiling_load
+        lut.profiling_load = earlier.merged(meter.load) if earlier is not None else meter.load
     lut.calibration = fit_lut_calibration(lut, space, archs)
     lut.validation = None  # a new calibration invalidates earlier validation figures
     lut.save(out)
     total = len(profile_items(space))
     return ProfileResult(out, total, measured_entries, measured_networks, lut.calibration, time.perf_counter() - start,
-                         tuple(lut.noisy()))
+                         tuple(lut.noisy()), lut.profiling_load)
 
 
 def remeasure_noisy(

@@ -15,7 +15,7 @@ ignored (reported stale) once the LUT changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from latency.backends import Backend, get_backend
 from latency.device import describe_device
 from latency.lut import Lut, ValidationReport
 from latency.predictor import LatencyPredictor
-from latency.profile import calibration_archs, measure_networks, measurement_threads
+from latency.profile import calibration_archs, measure_networks, measuring
 from spos.atomic import save_figure_atomic, write_json_atomic
 from spos.hashing import file_sha256
 from spos.readers import read_json
@@ -81,10 +81,10 @@ def validate_lut(
     predictor = LatencyPredictor(lut, space)
     backend = backend_for(lut)
     archs = calibration_archs(lut, space, num_archs, seed=seed + 7919, exclude=frozenset(lut.networks))
-    with measurement_threads(backend.config):
+    with measuring(backend.config) as meter:
         first = measure_networks(backend, space, archs, "validation pass 1", progress)
         second = measure_networks(backend, space, archs, "validation pass 2", progress)
-    report = compare([predictor(a) for a in archs], first, second, [str(a) for a in archs])
+    report = replace(compare([predictor(a) for a in archs], first, second, [str(a) for a in archs]), load=meter.load)
     write_json_atomic(validation_path(path), {"format": VALIDATION_FORMAT, "lut": path.name,
                                               "lut_sha256": file_sha256(path), "validation": report.to_dict()})
     plot_validation(report, plot_path or default_plot_path(path), title=f"{lut.meta.space_name} on {lut.meta.backend} ({lut.meta.device_name})")

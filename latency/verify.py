@@ -17,10 +17,11 @@ rather than nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from latency.load import MeasurementLoad
 from spos.arch import Arch
 from spos.errors import HintedError
 from spos.space import SearchSpace
@@ -67,6 +68,7 @@ class VerifiedPick:
     budget_ms: float
     measured: tuple[MeasuredCandidate, ...]  # in the order measured: best score first
     candidates: int  # how many the search offered (its top-k)
+    load: MeasurementLoad | None = None  # the other processes' CPU use while measuring (None: not metered)
 
     @property
     def pick(self) -> MeasuredCandidate:
@@ -101,7 +103,7 @@ class VerifiedPick:
         # "label" and "best" as in a search result.json, so that --arch/--budget read this file alike.
         return {"label": self.budget, "lut": self.lut, "budget_ms": self.budget_ms, "candidates": self.candidates,
                 "measured": [m.to_json() for m in self.measured], "best": self.pick.to_json(), "fits": self.fits,
-                "summary": self.summary()}
+                "summary": self.summary(), "load": self.load.to_dict() if self.load else None}
 
 
 def verify_pick(
@@ -169,7 +171,7 @@ def verify_result(
     Each budget is measured as its LUT was (the file result.json names, or ``lut`` where it moved),
     which must have been profiled on this machine."""
     from latency.budget import lut_predictor
-    from latency.profile import measure_network, measurement_threads
+    from latency.profile import measure_network, measuring
     from latency.validate import backend_for
     from spos.readers import read_json
 
@@ -202,9 +204,10 @@ def verify_result(
             backends[table_file] = backend_for(lut_predictor(table_file, space).lut)
         backend = backends[table_file]
         candidates = [Candidate.from_search(c, lut_name, where) for c in entry.get("topk") or [entry["best"]]]
-        with measurement_threads(backend.config):
+        with measuring(backend.config) as meter:
             verified = verify_pick(entry["label"], lut_name, budget_ms, candidates,
                                    lambda arch: measure_network(backend, space, arch), space, max_candidates)
+        verified = replace(verified, load=meter.load)
         if on_pick is not None:
             on_pick(verified)
         picks.append(verified)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from latency.load import MeasurementLoad
 
 
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+def warn_if_contended(load: MeasurementLoad | None, what: str) -> None:
+    """On stderr (so also beside --json), where other processes crowded a measurement's cores."""
+    if load is not None and load.warning():
+        print(f"warning: {what}: {load.warning()}", file=sys.stderr)
 
 
 def human_count(n: float) -> str:

@@ -451,12 +451,42 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     return {"rank correlation": fact}
 
 
-def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]], rows: list[DeploymentRow]) -> list[str]:
-    """What the stages found questionable: deployed networks measured over their latency budget,
-    and budgets outside the range the supernet trained."""
+def _measurement_loads(name: str, data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(what was measured, its stored load) in a stage output file called ``name``."""
+    if name == "lut":
+        return [("profiling", data.get("profiling_load"))]
+    if name == "validation":
+        return [("validating the LUT", (data.get("validation") or {}).get("load"))]
+    if name == "verified":
+        return [(f"verifying {b.get('label')}", b.get("load")) for b in data.get("budgets") or []]
+    if name == "bench":
+        return [("the benchmark", data.get("load"))]
+    return []
+
+
+def contention_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
+    """Latency measurements whose cores other processes crowded (`latency.load`): their figures are likely inflated."""
+    from latency.load import MeasurementLoad
     from spos.readers import read_json
 
-    warnings = over_budget_warnings(rows)
+    warnings = []
+    for stage, files in outputs.items():
+        for name, path in files.items():
+            if name not in ("lut", "validation", "verified", "bench"):
+                continue
+            for what, raw in _measurement_loads(name, read_json(path, f"{stage} {name}")):
+                load = MeasurementLoad.optional(raw, f"{path} load")  # None in files written before loads were metered
+                if load is not None and load.warning():
+                    warnings.append(f"{stage}: {what}: {load.warning()}")
+    return warnings
+
+
+def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]], rows: list[DeploymentRow]) -> list[str]:
+    """What the stages found questionable: deployed networks measured over their latency budget,
+    budgets outside the range the supernet trained, and latencies measured on a crowded CPU."""
+    from spos.readers import read_json
+
+    warnings = over_budget_warnings(rows) + contention_warnings(outputs)
     for d in cfg.devices:
         path = outputs[f"search/{d.name}"].get("trained_range")
         if path is None:

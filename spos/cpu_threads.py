@@ -69,6 +69,46 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+class OtherCpuUse:
+    """How many cores the other processes kept busy: the whole machine's busy CPU time (``/proc/stat``)
+    less this process's own (all its threads), over the time since the last `lap`."""
+
+    def __init__(
+        self,
+        *,
+        busy_seconds: Callable[[], float | None] = machine_busy_seconds,
+        own_seconds: Callable[[], float] = time.process_time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._busy_seconds, self._own_seconds, self._clock = busy_seconds, own_seconds, clock
+        self._last = self._read()
+
+    @property
+    def available(self) -> bool:
+        """False where ``/proc/stat`` cannot be read (not Linux): `lap` then returns None."""
+        return self._last is not None
+
+    def _read(self) -> tuple[float, float, float] | None:
+        busy = self._busy_seconds()
+        return None if busy is None else (self._clock(), busy, self._own_seconds())
+
+    def since_lap(self) -> float:
+        """Seconds since the last lap (or the start)."""
+        return self._clock() - self._last[0] if self._last is not None else 0.0
+
+    def lap(self) -> tuple[float, float] | None:
+        """(mean cores the others kept busy, seconds) since the last lap or the start; starts the next lap."""
+        now = self._read()
+        if now is None or self._last is None:
+            return None
+        (then, busy_then, own_then), (at, busy, own) = self._last, now
+        self._last = now
+        seconds = at - then
+        if seconds <= 0:
+            return 0.0, 0.0
+        return max(0.0, (busy - busy_then) - (own - own_then)) / seconds, seconds
+
+
 class ThreadGovernor:
     """Sets torch's CPU thread count to the cores other processes leave free, re-read every ``interval_s``."""
 
@@ -86,35 +126,28 @@ class ThreadGovernor:
         import torch
 
         self.interval_s = interval_s
-        self._busy_seconds, self._own_seconds, self._clock = busy_seconds, own_seconds, clock
+        self._others = OtherCpuUse(busy_seconds=busy_seconds, own_seconds=own_seconds, clock=clock)
         self._set_threads = set_threads or torch.set_num_threads
         # (now, at most): an earlier loop of this process (the pipeline's training, before its search)
         # may have lowered the count; this one may raise it back to torch's own.
         self.threads, self.max_threads = threads or _torch_threads()
         self.cores = cores or usable_cores()
-        busy = busy_seconds()
-        self.enabled = busy is not None and not _pinned and "OMP_NUM_THREADS" not in os.environ
-        self._last = (clock(), busy or 0.0, own_seconds())
+        self.enabled = self._others.available and not _pinned and "OMP_NUM_THREADS" not in os.environ
         self.message = ""  # why the last change was made, for the caller's log
 
     def tick(self) -> int | None:
         """Re-read the machine's load once ``interval_s`` has passed; the new thread count when it changed."""
-        if not self.enabled:
+        if not self.enabled or self._others.since_lap() < self.interval_s:
             return None
-        now = self._clock()
-        then, busy_then, own_then = self._last
-        if now - then < self.interval_s:
+        lap = self._others.lap()
+        if lap is None:
             return None
-        busy, own = self._busy_seconds(), self._own_seconds()
-        if busy is None:
-            return None
-        self._last = (now, busy, own)
-        others = max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)  # cores the others kept busy
+        others, seconds = lap
         threads = max(1, min(self.max_threads, int(self.cores - others + 0.5)))
         if threads == self.threads:
             return None
         self._set_threads(threads)
         self.message = (f"torch CPU threads {self.threads} -> {threads}: other processes used {others:.1f} "
-                        f"of {self.cores} cores over the last {now - then:.0f} s")
+                        f"of {self.cores} cores over the last {seconds:.0f} s")
         self.threads = threads
         return threads

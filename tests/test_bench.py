@@ -13,6 +13,7 @@ from latency.predictor import LatencyPredictor
 from latency.profile import profile_space
 from latency.timing import Timing, TimingSettings
 from pipeline.cli import main
+from spos.cpu_threads import machine_busy_seconds
 from spos.model_file import load_model
 from spos.space import SearchSpace
 from tests.conftest import tiny_space_dict
@@ -48,6 +49,8 @@ def test_bench_onnx_with_lut_reports_measured_predicted_and_error(exported, caps
     assert out["threads"] == 1  # the LUT's threads, not all cores
     assert out["statistic"] == "median" and out["measured_ms"] == out["median_ms"]
     assert 0 < out["min_ms"] <= out["median_ms"] and out["n"] >= QUICK.min_runs
+    if machine_busy_seconds() is not None:  # how busy the other processes kept the CPU meanwhile
+        assert out["load"]["needed"] == 1 and out["load"]["other_cores"] >= 0
 
 
 def test_lut_of_the_min_statistic_is_compared_with_the_fastest_run(exported, tmp_path, capsys):

@@ -17,6 +17,7 @@ from latency.timing import Timing, TimingSettings, measure_stable, time_cpu
 from latency.validate import load_validation, validate_lut, validation_path
 from pipeline.cli import main
 from spos.blocks import Block
+from spos.cpu_threads import machine_busy_seconds
 from spos.signature import unique_signatures
 from spos.space import SearchSpace
 from tests.conftest import tiny_space_dict
@@ -141,9 +142,12 @@ def test_tiny_profile_validate_and_resume(backend, tmp_path):
     assert lut.meta.backend == backend and lut.meta.batch == 4 and lut.meta.threads == 1
     assert lut.meta.device["cpu_cores"] >= 1 and lut.meta.timing == FAST
     assert lut.calibration is not None and lut.calibration.num_archs == 6
+    if machine_busy_seconds() is not None:  # the other processes' CPU use while profiling, for the reader
+        assert lut.profiling_load == result.load and result.load.needed == 1 and result.load.seconds > 0
 
     again = profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
     assert again.measured_entries == 0 and again.measured_networks == 0  # resumed: nothing re-measured
+    assert Lut.load(out).profiling_load == lut.profiling_load  # a run that measured nothing adds no phase
 
     profiled = out.read_bytes()
     report = validate_lut(out, 4, progress=False)
@@ -153,6 +157,7 @@ def test_tiny_profile_validate_and_resume(backend, tmp_path):
     # Beside the LUT, not in it: validating must not make a run folder's profile look changed.
     assert out.read_bytes() == profiled and validation_path(out) == tmp_path / f"{backend}-validation.json"
     assert load_validation(out).report == report and load_validation(out).state == "current"
+    assert (report.load is not None) == (machine_busy_seconds() is not None)
     predictor = LatencyPredictor.from_file(out, tiny_space)
     assert predictor.min_ms() > 0
 
@@ -178,6 +183,8 @@ def test_cli_profile_show_predict_validate(tmp_path, capsys):
     assert main(["lut", "show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "onnxruntime" in shown and "calibration" in shown
+    if machine_busy_seconds() is not None:
+        assert "while profiling, other processes kept " in shown
 
     arch = ",".join(["0:1"] * 2)
     assert main(["lut", "predict", str(out), "--arch", arch, "--json"]) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.output import print_json
+from pipeline.output import print_json, warn_if_contended
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def bench(args: argparse.Namespace) -> int:
         args.model, args.backend, batch=args.batch, device=args.device, provider=args.provider,
         precision=args.precision, threads=args.threads, lut=args.lut,
     )
+    warn_if_contended(result.load, f"benchmarking {result.model}")
     if args.json:
         print_json(result.to_json())
         return 0
@@ -45,4 +46,6 @@ def bench(args: argparse.Namespace) -> int:
     if result.predicted_ms is not None:
         print(f"predicted  {result.predicted_ms:.3f} ms from {result.lut}")
         print(f"error      {100 * result.error:+.1f}% (predicted vs measured)")
+    if result.load is not None:
+        print(f"load       {result.load.describe()}")
     return 0

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.arch_option import add_arch_options, arch_from_args
-from pipeline.output import print_json
+from pipeline.output import print_json, warn_if_contended
 
 # The latency modules (numpy, scipy, torch) are imported by the handlers: registering a command stays cheap.
 
@@ -74,6 +74,9 @@ def lut_show(args: argparse.Namespace) -> int:
         worst = ", ".join(f"{key} (CV {cv:.2f})" for key, cv in list(noisy.items())[:3])
         print(f"NOISY      {len(noisy)} measurements above the LUT's max CV {t.max_cv} after re-measuring: {worst}"
               f"{', ...' if len(noisy) > 3 else ''}; their figures are unreliable (re-profile on a quieter machine)")
+    if lut.profiling_load is not None:
+        load = lut.profiling_load
+        print(f"load       while profiling, {load.describe()}{' (CONTENDED: figures likely inflated)' if load.contended else ''}")
     cal = lut.calibration
     if cal is None:
         print("calibration none (profile incomplete: rerun spos profile with the same --out)")
@@ -115,8 +118,9 @@ def lut_validate(args: argparse.Namespace) -> int:
 
     plot = args.plot or default_plot_path(Path(args.lut))
     report = validate_lut(args.lut, args.num_archs, seed=args.seed, plot_path=plot)
+    warn_if_contended(report.load, f"validating {args.lut}")
     if args.json:
-        print_json({**report.summary(), "plot": str(plot)})
+        print_json({**report.summary(), "plot": str(plot), "load": report.load.to_dict() if report.load else None})
         return 0
     print(f"{report.num_archs} archs, each measured twice: MAPE {report.mape:.2f}% (noise floor {report.noise_floor_mape:.2f}%), "
           f"max error {report.max_error:.2f}%")

@@ -6,7 +6,7 @@ import argparse
 
 from latency.backends import BACKENDS, PRECISIONS, BackendConfig
 from latency.timing import STATISTICS, TimingSettings
-from pipeline.output import print_json
+from pipeline.output import print_json, warn_if_contended
 
 # latency.profile.DEFAULT_CALIBRATION_ARCHS, spelled out: that module loads torch, and registering a
 # command must not (fast `spos --help`). tests/test_cli_startup.py keeps the two equal.
@@ -60,7 +60,9 @@ def profile(args: argparse.Namespace) -> int:
         "measured_networks": result.measured_networks,
         "calibration": cal.to_dict(),
         "wall_s": round(result.wall_s, 1),
+        "load": result.load.to_dict() if result.load else None,
     }
+    warn_if_contended(result.load, f"profiling {result.path}")
     if args.json:
         print_json(summary)
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.output import print_json
+from pipeline.output import print_json, warn_if_contended
 
 VERIFIED_NAME = "verified.json"
 
@@ -42,6 +42,8 @@ def verify(args: argparse.Namespace) -> int:
     verified = verify_result(args.result, space, args.top, budget=args.budget, lut=args.lut)
     data = verified.to_json()
     write_json_atomic(out, data, indent=2)
+    for pick in verified.picks:
+        warn_if_contended(pick.load, f"verifying {pick.budget}")
     if args.json:
         print_json({**data, "out": str(out)})
         return 0
