@@ -85,7 +85,7 @@ class MeasurementLoad:
 
 
 class LoadMeter:
-    """Meters one phase; `load` is set when the phase ends (None where ``/proc/stat`` is unreadable)."""
+    """Meters a phase in laps; `load` is the whole phase so far (None where ``/proc/stat`` is unreadable)."""
 
     def __init__(self, needed: int, others: OtherCpuUse | None = None, cores: int | None = None) -> None:
         self.cores = cores or usable_cores()
@@ -93,11 +93,14 @@ class LoadMeter:
         self._others = others or OtherCpuUse()
         self.load: MeasurementLoad | None = None
 
-    def stop(self) -> MeasurementLoad | None:
+    def lap(self) -> MeasurementLoad | None:
+        """The load since the last lap (or the start), added to `load`."""
         lap = self._others.lap()
-        if lap is not None:
-            self.load = MeasurementLoad(round(lap[0], 3), self.cores, self.needed, round(lap[1], 3))
-        return self.load
+        if lap is None:
+            return None
+        phase = MeasurementLoad(round(lap[0], 3), self.cores, self.needed, round(lap[1], 3))
+        self.load = self.load.merged(phase) if self.load is not None else phase
+        return phase
 
 
 @contextlib.contextmanager
@@ -107,7 +110,7 @@ def metered(needed: int) -> Iterator[LoadMeter]:
     try:
         yield meter
     finally:
-        meter.stop()
+        meter.lap()
 
 
 def cores_needed(device: str, threads: int | None) -> int:

@@ -153,17 +153,25 @@ def profile_space(
     lut = _open_lut(out, space, new_meta(space, backend), resume)
     measured_entries = measured_networks = 0
     with measuring(backend.config) as meter:
+
+        def save() -> None:
+            # With the load since the last save, so that an interrupted run keeps the conditions of what it measured.
+            phase = meter.lap()
+            if phase is not None:
+                lut.profiling_load = lut.profiling_load.merged(phase) if lut.profiling_load is not None else phase
+            lut.save(out)
+
         todo = [item for item in profile_items(space) if item.key not in lut.entries]
         for item in tqdm(todo, desc=f"profile {space.name} blocks", unit="sig", disable=not progress):
             lut.entries[item.key] = backend.measure(item.build(), item.input_shape)
             measured_entries += 1
-            lut.save(out)
+            save()
 
         # Only what this run measured: entries a resumed file holds had their passes (or are flagged),
         # and re-measuring them would shift the calibration archs drawn from the entries below.
         items = {item.key: item for item in todo}
         remeasure_noisy(lut.entries, lambda key: backend.measure(items[key].build(), items[key].input_shape),
-                        lut.meta.timing.max_cv, keys=set(items), on_update=lambda: lut.save(out))
+                        lut.meta.timing.max_cv, keys=set(items), on_update=save)
 
         archs = calibration_archs(lut, space, calibration_archs_count, seed)
         shape = network_input_shape(space)
@@ -173,13 +181,10 @@ def profile_space(
                 lut.networks[str(arch)] = backend.measure(StaticNet(space, arch), shape)
                 by_name[str(arch)] = arch
                 measured_networks += 1
-                lut.save(out)
+                save()
         remeasure_noisy(lut.networks, lambda name: backend.measure(StaticNet(space, by_name[name]), shape),
-                        lut.meta.timing.max_cv, keys=set(by_name), on_update=lambda: lut.save(out))
+                        lut.meta.timing.max_cv, keys=set(by_name), on_update=save)
 
-    if meter.load is not None and measured_entries + measured_networks:  # a resumed run adds its own phase
-        earlier = lut.profiling_load
-        lut.profiling_load = earlier.merged(meter.load) if earlier is not None else meter.load
     lut.calibration = fit_lut_calibration(lut, space, archs)
     lut.validation = None  # a new calibration invalidates earlier validation figures
     lut.save(out)

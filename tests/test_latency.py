@@ -148,6 +148,14 @@ def test_tiny_profile_validate_and_resume(backend, tmp_path):
     again = profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
     assert again.measured_entries == 0 and again.measured_networks == 0  # resumed: nothing re-measured
     assert Lut.load(out).profiling_load == lut.profiling_load  # a run that measured nothing adds no phase
+    if lut.profiling_load is not None:  # a run that measured the rest (as after an interruption) adds its phase
+        partial = Lut.load(out)
+        for key in list(partial.entries)[:2]:
+            del partial.entries[key]
+        partial.save(out)
+        profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
+        assert Lut.load(out).profiling_load.seconds > lut.profiling_load.seconds
+        lut = Lut.load(out)
 
     profiled = out.read_bytes()
     report = validate_lut(out, 4, progress=False)
