@@ -97,6 +97,12 @@ class LutMeta:
         return cls(**data)
 
 
+# Percent: above it, two measurements of the same network disagree too much for a latency budget to be
+# checked closer than that. A quiet CPU measured 0.8..3.3% here; one whose speed flipped by 1.8x within
+# seconds (a shared virtual machine) 27%.
+NOISY_FLOOR_MAPE = 10.0
+
+
 @dataclass(frozen=True)
 class ValidationReport:
     """Prediction vs whole-network measurement on archs never used for calibration."""
@@ -122,6 +128,14 @@ class ValidationReport:
             "kendall_tau": self.kendall_tau,
             "noise_floor_mape": self.noise_floor_mape,
         }
+
+    def noise_warning(self) -> str | None:
+        """A line for the user where the device's own repeat measurements disagree beyond `NOISY_FLOOR_MAPE`."""
+        if self.noise_floor_mape <= NOISY_FLOOR_MAPE:
+            return None
+        return (f"two measurements of the same network differ by {self.noise_floor_mape:.1f}% on average (noise floor; "
+                f"expected at most {NOISY_FLOOR_MAPE:.0f}%): latencies on this device, and budgets checked with them, "
+                f"are uncertain by that much; measure on a quieter or dedicated machine")
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "points": list(self.points), "created": self.created,

@@ -464,9 +464,11 @@ def _measurement_loads(name: str, data: dict[str, Any]) -> list[tuple[str, Any]]
     return []
 
 
-def contention_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
-    """Latency measurements whose cores other processes crowded (`latency.load`): their figures are likely inflated."""
+def measurement_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
+    """Latency measurements not to be trusted: those whose cores other processes crowded (`latency.load`;
+    their figures are likely inflated), and a device whose repeat measurements disagree (the validation's noise floor)."""
     from latency.load import MeasurementLoad
+    from latency.lut import ValidationReport
     from spos.readers import read_json
 
     warnings = []
@@ -474,10 +476,15 @@ def contention_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
         for name, path in files.items():
             if name not in ("lut", "validation", "verified", "bench"):
                 continue
-            for what, raw in _measurement_loads(name, read_json(path, f"{stage} {name}")):
+            data = read_json(path, f"{stage} {name}")
+            for what, raw in _measurement_loads(name, data):
                 load = MeasurementLoad.optional(raw, f"{path} load")  # None in files written before loads were metered
                 if load is not None and load.warning():
                     warnings.append(f"{stage}: {what}: {load.warning()}")
+            if name == "validation":
+                noise = ValidationReport.from_dict(data["validation"]).noise_warning()
+                if noise:
+                    warnings.append(f"{stage}: validating the LUT: {noise}")
     return warnings
 
 
@@ -486,7 +493,7 @@ def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]], ro
     budgets outside the range the supernet trained, and latencies measured on a crowded CPU."""
     from spos.readers import read_json
 
-    warnings = over_budget_warnings(rows) + contention_warnings(outputs)
+    warnings = over_budget_warnings(rows) + measurement_warnings(outputs)
     for d in cfg.devices:
         path = outputs[f"search/{d.name}"].get("trained_range")
         if path is None:

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from latency.load import MeasurementLoad, metered
-from pipeline.stages import contention_warnings
+from latency.lut import ValidationReport
+from pipeline.stages import measurement_warnings
 from spos.cpu_threads import OtherCpuUse, machine_busy_seconds
 
 needs_proc_stat = pytest.mark.skipif(machine_busy_seconds() is None, reason="no /proc/stat (not Linux)")
@@ -81,18 +82,34 @@ def write(path, data) -> object:
     return path
 
 
+def validation(noise_floor: float, load: MeasurementLoad | None) -> dict:
+    report = ValidationReport(num_archs=10, mape=12.0, max_error=30.0, within_5pct=0.2, within_10pct=0.5,
+                              kendall_tau=0.8, noise_floor_mape=noise_floor, load=load)
+    return {"validation": report.to_dict()}
+
+
 def test_the_report_warns_of_each_crowded_measurement_and_reads_older_files(tmp_path):
     crowded = MeasurementLoad(1.6, 2, 1, 12.0).to_dict()
     quiet = MeasurementLoad(0.1, 2, 1, 12.0).to_dict()
     outputs = {
         "profile/cpu": {"lut": write(tmp_path / "lut.json", {"profiling_load": quiet}),
-                        "validation": write(tmp_path / "v.json", {"validation": {"load": crowded}}),
+                        "validation": write(tmp_path / "v.json", validation(3.3, MeasurementLoad(1.6, 2, 1, 12.0))),
                         "validation_plot": tmp_path / "v.png"},  # not JSON: never read
         "verify/cpu": {"verified": write(tmp_path / "verified.json", {"budgets": [
             {"label": "latency<=1", "load": crowded}, {"label": "latency<=2", "load": quiet}]})},
         "bench/cpu/b0": {"bench": write(tmp_path / "bench.json", {"median_ms": 1.0})},  # written before loads were metered
     }
-    warnings = contention_warnings(outputs)
+    warnings = measurement_warnings(outputs)
     assert len(warnings) == 2, warnings
     assert warnings[0].startswith("profile/cpu: validating the LUT: other processes kept 1.6 of 2 cores busy")
     assert warnings[1].startswith("verify/cpu: verifying latency<=1: ")
+
+
+def test_the_report_warns_of_a_device_whose_repeat_measurements_disagree(tmp_path):
+    # As measured on this project's 2-core virtual machine while its speed flipped by 1.8x within seconds.
+    outputs = {"profile/cpu": {"validation": write(tmp_path / "v.json", validation(26.8, None))}}
+    (warning,) = measurement_warnings(outputs)
+    assert warning.startswith("profile/cpu: validating the LUT: two measurements of the same network differ by 26.8%")
+    assert "expected at most 10%" in warning
+    write(tmp_path / "v.json", validation(3.3, None))
+    assert measurement_warnings(outputs) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def lut_validate(args: argparse.Namespace) -> int:
     plot = args.plot or default_plot_path(Path(args.lut))
     report = validate_lut(args.lut, args.num_archs, seed=args.seed, plot_path=plot)
     warn_if_contended(report.load, f"validating {args.lut}")
+    if report.noise_warning():
+        print(f"warning: {args.lut}: {report.noise_warning()}", file=sys.stderr)
     if args.json:
         print_json({**report.summary(), "plot": str(plot), "load": report.load.to_dict() if report.load else None})
         return 0
