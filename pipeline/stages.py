@@ -451,8 +451,11 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
     return {"rank correlation": fact}
 
 
+MEASUREMENT_OUTPUTS = ("lut", "validation", "verified", "bench")  # stage outputs holding latency measurements
+
+
 def _measurement_loads(name: str, data: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(what was measured, its stored load) in a stage output file called ``name``."""
+    """(what was measured, its stored load) in a stage output file called ``name``, one of MEASUREMENT_OUTPUTS."""
     if name == "lut":
         return [("profiling", data.get("profiling_load"))]
     if name == "validation":
@@ -474,7 +477,7 @@ def measurement_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
     warnings = []
     for stage, files in outputs.items():
         for name, path in files.items():
-            if name not in ("lut", "validation", "verified", "bench"):
+            if name not in MEASUREMENT_OUTPUTS:  # plots, checkpoints, search results
                 continue
             data = read_json(path, f"{stage} {name}")
             for what, raw in _measurement_loads(name, data):
@@ -490,7 +493,7 @@ def measurement_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
 
 def report_warnings(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]], rows: list[DeploymentRow]) -> list[str]:
     """What the stages found questionable: deployed networks measured over their latency budget,
-    budgets outside the range the supernet trained, and latencies measured on a crowded CPU."""
+    budgets outside the range the supernet trained, and latencies measured on a crowded or noisy CPU."""
     from spos.readers import read_json
 
     warnings = over_budget_warnings(rows) + measurement_warnings(outputs)
