@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -113,3 +114,19 @@ def test_the_report_warns_of_a_device_whose_repeat_measurements_disagree(tmp_pat
     assert "expected at most 10%" in warning
     write(tmp_path / "v.json", validation(3.3, None))
     assert measurement_warnings(outputs) == []
+
+
+def test_the_speed_drift_benchmark_times_one_session_in_windows(capsys):
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("cpu_speed_drift", ROOT / "benchmarks/cpu_speed_drift.py")
+    drift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drift)
+    space = ROOT / "configs/spaces/shufflenetv2-digits.yaml"
+    assert drift.main(["--space", str(space), "--seconds", "1", "--window", "0.25", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["window_median_ms"]) == 4 and min(result["window_median_ms"]) == result["fastest_ms"] > 0
+    assert result["slowest_over_fastest"] >= 1.0 and 0 <= result["slow_windows"] <= 1
+    with pytest.raises(SystemExit):
+        drift.main(["--seconds", "1", "--window", "2"])
+    assert "got 1.0, 2.0 and 1" in capsys.readouterr().err
