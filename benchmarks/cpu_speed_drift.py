@@ -34,18 +34,6 @@ sys.path.insert(0, str(ROOT))
 SLOW = 1.25  # a window this much slower than the fastest counts as slow
 
 
-def steal_seconds() -> float | None:
-    """CPU seconds the hypervisor gave to others since boot (``/proc/stat``'s steal); None where unreadable."""
-    import os
-
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default=str(ROOT / "configs/spaces/shufflenetv2-cifar-small.yaml"))
@@ -63,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from runtime.onnx import to_onnx
-    from spos.cpu_threads import OtherCpuUse
+    from spos.cpu_threads import OtherCpuUse, machine_steal_seconds
     from spos.network import StaticNet
     from spos.sampling import sample_uniform
     from spos.space import SearchSpace
@@ -82,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     while time.perf_counter() < warm_until:
         session.run(None, feed)
 
-    others, steal_start = OtherCpuUse(), steal_seconds()
+    others, steal_start = OtherCpuUse(), machine_steal_seconds()
     windows = []
     for _ in range(max(1, round(args.seconds / args.window))):
         runs, end = [], time.perf_counter() + args.window
@@ -91,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             session.run(None, feed)
             runs.append((time.perf_counter() - start) * 1000)
         windows.append(statistics.median(runs))
-    lap, steal_end = others.lap(), steal_seconds()
+    lap, steal_end = others.lap(), machine_steal_seconds()
 
     fastest = min(windows)
     result = {

@@ -87,10 +87,10 @@ class MeasurementLoad:
 class LoadMeter:
     """Meters a phase in laps; `load` is the whole phase so far (None where ``/proc/stat`` is unreadable)."""
 
-    def __init__(self, needed: int, others: OtherCpuUse | None = None, cores: int | None = None) -> None:
-        self.cores = cores or usable_cores()
+    def __init__(self, needed: int) -> None:
+        self.cores = usable_cores()
         self.needed = max(1, needed)
-        self._others = others or OtherCpuUse()
+        self._others = OtherCpuUse()
         self.load: MeasurementLoad | None = None
 
     def lap(self) -> MeasurementLoad | None:

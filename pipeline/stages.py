@@ -454,24 +454,30 @@ def correlation_fact(cfg: PipelineConfig, outputs: dict[str, dict[str, Path]]) -
 MEASUREMENT_OUTPUTS = ("lut", "validation", "verified", "bench")  # stage outputs holding latency measurements
 
 
-def _measurement_loads(name: str, data: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(what was measured, its stored load) in a stage output file called ``name``, one of MEASUREMENT_OUTPUTS."""
+def _measurement_doubts(name: str, data: dict[str, Any], where: str) -> list[tuple[str, str | None]]:
+    """(what was measured, why its figures are not to be trusted or None) in a stage output file called
+    ``name``, one of MEASUREMENT_OUTPUTS. Files written before loads were metered hold none: no doubt."""
+    from latency.load import MeasurementLoad
+    from latency.lut import ValidationReport
+
+    def crowded(raw: Any) -> str | None:
+        load = MeasurementLoad.optional(raw, f"{where} load")
+        return load.warning() if load is not None else None
+
     if name == "lut":
-        return [("profiling", data.get("profiling_load"))]
+        return [("profiling", crowded(data.get("profiling_load")))]
     if name == "validation":
-        return [("validating the LUT", (data.get("validation") or {}).get("load"))]
+        report = ValidationReport.from_dict(data["validation"])
+        return [("validating the LUT", report.load.warning() if report.load else None),
+                ("validating the LUT", report.noise_warning())]
     if name == "verified":
-        return [(f"verifying {b.get('label')}", b.get("load")) for b in data.get("budgets") or []]
-    if name == "bench":
-        return [("the benchmark", data.get("load"))]
-    return []
+        return [(f"verifying {b.get('label')}", crowded(b.get("load"))) for b in data.get("budgets") or []]
+    return [("the benchmark", crowded(data.get("load")))]
 
 
 def measurement_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
     """Latency measurements not to be trusted: those whose cores other processes crowded (`latency.load`;
     their figures are likely inflated), and a device whose repeat measurements disagree (the validation's noise floor)."""
-    from latency.load import MeasurementLoad
-    from latency.lut import ValidationReport
     from spos.readers import read_json
 
     warnings = []
@@ -479,15 +485,9 @@ def measurement_warnings(outputs: dict[str, dict[str, Path]]) -> list[str]:
         for name, path in files.items():
             if name not in MEASUREMENT_OUTPUTS:  # plots, checkpoints, search results
                 continue
-            data = read_json(path, f"{stage} {name}")
-            for what, raw in _measurement_loads(name, data):
-                load = MeasurementLoad.optional(raw, f"{path} load")  # None in files written before loads were metered
-                if load is not None and load.warning():
-                    warnings.append(f"{stage}: {what}: {load.warning()}")
-            if name == "validation":
-                noise = ValidationReport.from_dict(data["validation"]).noise_warning()
-                if noise:
-                    warnings.append(f"{stage}: validating the LUT: {noise}")
+            for what, doubt in _measurement_doubts(name, read_json(path, f"{stage} {name}"), str(path)):
+                if doubt:
+                    warnings.append(f"{stage}: {what}: {doubt}")
     return warnings
 
 

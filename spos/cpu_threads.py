@@ -49,8 +49,8 @@ def pin_threads(threads: int) -> None:
     _pinned = True
 
 
-def machine_busy_seconds() -> float | None:
-    """CPU seconds all cores have spent busy since boot (``/proc/stat``); None where unreadable."""
+def _machine_cpu_seconds() -> dict[str, float] | None:
+    """``/proc/stat``'s whole-machine CPU seconds since boot by kind (user, nice, ... steal); None where unreadable."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()
@@ -58,8 +58,20 @@ def machine_busy_seconds() -> float | None:
         return None
     if len(fields) < 9 or fields[0] != "cpu":
         return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    kinds = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {kind: int(v) / os.sysconf("SC_CLK_TCK") for kind, v in zip(kinds, fields[1:9])}
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (``/proc/stat``); None where unreadable."""
+    cpu = _machine_cpu_seconds()
+    return None if cpu is None else sum(cpu[k] for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def machine_steal_seconds() -> float | None:
+    """CPU seconds the hypervisor gave to other virtual machines since boot (``/proc/stat``); None where unreadable."""
+    cpu = _machine_cpu_seconds()
+    return None if cpu is None else cpu["steal"]
 
 
 def usable_cores() -> int:
