@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from latency.timing import TimingSettings
 from spos.correlate import CorrelateSettings
@@ -56,6 +56,10 @@ class DeviceTarget:
     # Budgets placed within the LUT's reachable range instead: 0 = fastest arch, 1 = slowest.
     # Portable across machines, where absolute milliseconds are not.
     latency_fraction: tuple[float, ...] = ()
+    # Or at quantiles of the predicted latency of uniformly drawn archs: 0.5 = the median arch
+    # just fits. Portable too, and (between about 0.01 and 0.99) inside the range the supernet
+    # trained, where the fastest..slowest range's upper half is not.
+    latency_quantile: tuple[float, ...] = ()
     max_flops: int | None = None  # optional bound added to every budget
     max_params: int | None = None
     calibration_archs: int = 20  # whole networks measured to calibrate the LUT
@@ -64,6 +68,11 @@ class DeviceTarget:
     # first, and deploy the first measured within the budget (0: deploy the search's pick unmeasured).
     verify_top: int = 10
 
+    @property
+    def latency_budget_count(self) -> int:
+        """How many latency budgets the device has (one search each), however they are written."""
+        return len(self.latency_ms) or len(self.latency_fraction) or len(self.latency_quantile)
+
     def measurement(self) -> dict[str, Any]:
         """What the profile and bench stages read: how and where latency is measured."""
         return {"backend": self.backend, "device": self.device, "provider": self.provider, "batch": self.batch,
@@ -71,8 +80,11 @@ class DeviceTarget:
 
     def budgets(self) -> dict[str, Any]:
         """What the search stage reads besides the LUT: the bounds."""
-        return {"latency_ms": list(self.latency_ms), "latency_fraction": list(self.latency_fraction),
-                "max_flops": self.max_flops, "max_params": self.max_params}
+        bounds = {"latency_ms": list(self.latency_ms), "latency_fraction": list(self.latency_fraction),
+                  "max_flops": self.max_flops, "max_params": self.max_params}
+        if self.latency_quantile:  # only when written: runs made before this key existed stay up to date
+            bounds["latency_quantile"] = list(self.latency_quantile)
+        return bounds
 
 
 @dataclass(frozen=True)
@@ -248,9 +260,22 @@ def _section(cls: type, data: Any, where: str) -> Any:
         raise ValueError(f"{where}: {exc}") from None
 
 
+def _budget_numbers(
+    nested: dict[str, Any], key: str, where: str, valid: Callable[[float], bool], expected: str
+) -> tuple[float, ...]:
+    """The numbers of budget list ``key`` (absent: none), each checked by ``valid``."""
+    if nested.get(key) is None:
+        return ()
+    numbers = _numbers(nested[key], f"{where}.{key}")
+    for i, value in enumerate(numbers):
+        if not valid(value):
+            raise ValueError(f"{where}.{key}[{i}]: expected {expected}, got {value!r}")
+    return numbers
+
+
 def _device(data: Any, where: str) -> DeviceTarget:
     data = _mapping(data, where)
-    special = ("timing", "latency_ms", "latency_fraction", "max_flops", "max_params")
+    special = ("timing", "latency_ms", "latency_fraction", "latency_quantile", "max_flops", "max_params")
     plain, nested = _split(data, special)
     values = parse_fields(DeviceTarget, plain, where)
     _require(values, ("name", "backend"), where)
@@ -263,27 +288,25 @@ def _device(data: Any, where: str) -> DeviceTarget:
         raise ValueError(f"{where}.validation_archs: expected 0 (skip) or at least 2, got {values['validation_archs']}")
     if nested.get("timing") is not None:
         values["timing"] = _section(TimingSettings, nested["timing"], f"{where}.timing")
-    budgets = _numbers(nested["latency_ms"], f"{where}.latency_ms") if nested.get("latency_ms") is not None else ()
-    for i, ms in enumerate(budgets):
-        if ms <= 0:
-            raise ValueError(f"{where}.latency_ms[{i}]: expected a positive number of milliseconds, got {ms!r}")
-    fractions = (_numbers(nested["latency_fraction"], f"{where}.latency_fraction")
-                 if nested.get("latency_fraction") is not None else ())
-    for i, f in enumerate(fractions):
-        if not 0 < f <= 1:
-            raise ValueError(f"{where}.latency_fraction[{i}]: expected a number in (0, 1], got {f!r}")
-    if budgets and fractions:
-        raise ValueError(f"{where}: give latency_ms or latency_fraction, not both")
-    if len(set(budgets)) != len(budgets) or len(set(fractions)) != len(fractions):
-        raise ValueError(f"{where}: budgets repeat a value ({list(budgets or fractions)}); expected distinct budgets")
+    budgets = _budget_numbers(nested, "latency_ms", where, lambda ms: ms > 0, "a positive number of milliseconds")
+    fractions = _budget_numbers(nested, "latency_fraction", where, lambda f: 0 < f <= 1, "a number in (0, 1]")
+    quantiles = _budget_numbers(nested, "latency_quantile", where, lambda q: 0 < q < 1, "a number in (0, 1)")
+    given = {"latency_ms": budgets, "latency_fraction": fractions, "latency_quantile": quantiles}
+    written = [key for key, numbers in given.items() if numbers]
+    if len(written) > 1:
+        raise ValueError(f"{where}: give one of latency_ms, latency_fraction or latency_quantile, not {' and '.join(written)}")
+    for numbers in given.values():
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"{where}: budgets repeat a value ({list(numbers)}); expected distinct budgets")
     target = DeviceTarget(
-        **values, latency_ms=budgets, latency_fraction=fractions,
+        **values, latency_ms=budgets, latency_fraction=fractions, latency_quantile=quantiles,
         max_flops=_count(nested.get("max_flops"), f"{where}.max_flops"),
         max_params=_count(nested.get("max_params"), f"{where}.max_params"),
     )
-    if not (target.latency_ms or target.latency_fraction or target.max_flops or target.max_params):
+    if not (target.latency_budget_count or target.max_flops or target.max_params):
         raise ValueError(
-            f"{where}: no budget; expected latency_ms (a list of ms), latency_fraction, max_flops or max_params"
+            f"{where}: no budget; expected latency_ms (a list of ms), latency_fraction, latency_quantile, "
+            "max_flops or max_params"
         )
     # Validate the measurement settings here, not an hour later in the profile stage.
     from latency.backends import BackendConfig
@@ -413,9 +436,9 @@ def _check_spnas(spnas: SpnasStage, devices: tuple[DeviceTarget, ...], where: st
     """Single-Path NAS searches for a latency target: every device needs latency budgets, and the
     settings must be valid for `SpnasSettings` (checked here, not an hour into the run)."""
     for i, d in enumerate(devices):
-        if not (d.latency_ms or d.latency_fraction):
+        if not d.latency_budget_count:
             raise ValueError(f"{where}.devices[{i}]: searcher 'spnas' needs latency budgets; device {d.name!r} has "
-                             "none (expected latency_ms or latency_fraction)")
+                             "none (expected latency_ms, latency_fraction or latency_quantile)")
     try:
         spnas.settings(target_ms=1.0)
     except ValueError as exc:

@@ -107,7 +107,7 @@ def search_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
     loaded = load_supernet(supernet_path)
     space = loaded.space
     latency = []
-    if device.latency_ms or device.latency_fraction:
+    if device.latency_budget_count:
         # The budget is for this device at its batch: a LUT of another batch is refused here.
         lut = ctx.input(f"profile/{device.name}", "lut")
         predictor = lut_predictor(lut, space, batch=device.batch)
@@ -151,7 +151,7 @@ def verify_stage(p: Prepared, device: DeviceTarget, ctx: StageContext) -> dict[s
 
 def verifies(device: DeviceTarget, searcher_name: str = "spos") -> bool:
     """Whether the device's picks are measured before retraining: SPOS picks, where a latency budget is kept."""
-    return searcher_name == "spos" and device.verify_top > 0 and bool(device.latency_ms or device.latency_fraction)
+    return searcher_name == "spos" and device.verify_top > 0 and device.latency_budget_count > 0
 
 
 def spnas_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext) -> dict[str, Path]:
@@ -189,9 +189,12 @@ def correlate_stage(p: Prepared, ctx: StageContext) -> dict[str, Path]:
 
 
 def budget_ms(device: DeviceTarget, predictor: Any) -> tuple[float, ...]:
-    """The device's latency budgets in ms; fractions of the LUT's reachable range resolved here."""
+    """The device's latency budgets in ms; fractions of the LUT's reachable range, and quantiles of
+    uniformly drawn archs' predicted latency, resolved here."""
     if device.latency_ms:
         return device.latency_ms
+    if device.latency_quantile:
+        return tuple(round(ms, 4) for ms in predictor.quantiles_ms(device.latency_quantile))
     low, high = predictor.min_ms(), predictor.max_ms()
     return tuple(round(low + f * (high - low), 4) for f in device.latency_fraction)
 
@@ -294,7 +297,7 @@ def bench_stage(p: Prepared, device: DeviceTarget, index: int, ctx: StageContext
 
 def num_budgets(device: DeviceTarget) -> int:
     """How many budgets `build_budgets` makes for the device: one per latency value, else one."""
-    return max(1, len(device.latency_ms) or len(device.latency_fraction))
+    return max(1, device.latency_budget_count)
 
 
 def build_stages(p: Prepared) -> list[StageSpec]:

@@ -176,6 +176,17 @@ def test_predictor_is_separable_and_bounded(cifar_space):
     assert len(stage_of_blocks(cifar_space)) == cifar_space.num_blocks
 
 
+def test_latency_quantiles_split_uniform_archs_as_asked(cifar_space):
+    predictor = LatencyPredictor(synthetic_lut(cifar_space), cifar_space)
+    low, median, high = predictor.quantiles_ms([0.1, 0.5, 0.9])
+    assert predictor.min_ms() < low < median < high < predictor.max_ms()
+    assert predictor.quantiles_ms([0.1, 0.5, 0.9]) == (low, median, high)  # the same draws every call
+    rng = random.Random(123)  # fresh archs, not the ones the quantiles were read from
+    fresh = [predictor(sample_uniform(cifar_space, rng)) for _ in range(1000)]
+    for q, ms in zip((0.1, 0.5, 0.9), (low, median, high)):
+        assert abs(np.mean([f <= ms for f in fresh]) - q) < 0.05
+
+
 def test_stratified_archs_span_the_range_better_than_uniform(cifar_space):
     lut = synthetic_lut(cifar_space)
     predictor = LatencyPredictor(lut, cifar_space)

@@ -51,7 +51,7 @@ def edited(path: str, value) -> dict:
         ("devices.0.batch", 0, r"devices\[0\]\.batch: expected an integer >= 1, got 0"),
         ("devices.0.batch", True, r"devices\[0\]\.batch: expected int, got True"),
         ("devices.0.latency_fraction", [float("nan")], r"devices\[0\]\.latency_fraction\[0\]: expected a finite number, got nan"),
-        ("devices.0.latency_fraction", [0.3, 0.3], r"devices\[0\]: budgets repeat a value"),
+        ("devices.0.latency_quantile", [0.3, 0.3], r"devices\[0\]: budgets repeat a value"),
         ("devices.0.calibration_archs", 2, r"devices\[0\]\.calibration_archs: expected an integer >= 3, got 2"),
         ("devices.0.validation_archs", 1, r"devices\[0\]\.validation_archs: expected 0 \(skip\) or at least 2"),
         ("devices.0.timing", {"min_time_s": float("inf")}, r"devices\[0\]\.timing\.min_time_s: expected a finite number, got inf"),
@@ -70,6 +70,10 @@ def edited(path: str, value) -> dict:
         ("seed", -1, r"seed: expected an integer >= 0, got -1"),
         ("devices.0.backend", "coreml", r"devices\[0\]: unknown backend 'coreml'"),
         ("devices.0.latency_fraction", [1.5], r"devices\[0\]\.latency_fraction\[0\]: expected a number in \(0, 1\]"),
+        ("devices.0.latency_quantile", [0.5, 1.0], r"devices\[0\]\.latency_quantile\[1\]: expected a number in \(0, 1\), got 1\.0"),
+        ("devices.0.latency_quantile", [0.5, 0.5], r"devices\[0\]: budgets repeat a value \(\[0\.5, 0\.5\]\)"),
+        ("devices.0.latency_fraction", [0.5], r"devices\[0\]: give one of latency_ms, latency_fraction or latency_quantile, "
+                                              r"not latency_fraction and latency_quantile"),
         ("devices.0.timing", {"min_time": 1}, r"devices\[0\]\.timing: .*min_time"),
         ("devices.0.colour", "red", r"devices\[0\]: unknown key 'colour'"),
         ("devices.0.name", "cpu/ort", r"devices\[0\]\.name: 'cpu/ort' is not usable as a folder name"),
@@ -88,7 +92,7 @@ def test_mistakes_name_the_key(path, value, message):
 
 @pytest.mark.parametrize("value, shown", [(float("nan"), "nan"), (float("inf"), "inf"), (-1.0, "-1.0"), (0, "0")])
 def test_latency_budgets_must_be_finite_and_positive(value, shown):
-    data = edited("devices.0.latency_fraction", KeyError)
+    data = edited("devices.0.latency_quantile", KeyError)
     data["devices"][0]["latency_ms"] = [2.0, value]
     with pytest.raises(ValueError, match=rf"devices\[0\]\.latency_ms\[1\]: expected a (positive|finite) number.*got {shown}"):
         parse_pipeline(data, Path("demo.yaml"))
@@ -102,15 +106,15 @@ def test_sections_load_into_typed_dataclasses():
     device = cfg.devices[0]
     assert device.timing == TimingSettings(warmup_s=0.02, min_time_s=0.05, max_cv=0.15, retries=1)
     assert cfg.search.settings == EvolutionSettings(population=16, generations=5, topk=6)
-    assert device.latency_fraction == (0.35, 0.7) and cfg.export.opset == 17
-    single = edited("devices.0.latency_fraction", KeyError)
+    assert device.latency_quantile == (0.25, 0.75) and device.latency_budget_count == 2 and cfg.export.opset == 17
+    single = edited("devices.0.latency_quantile", KeyError)
     single["devices"][0]["latency_ms"] = 2  # one budget may be given without a list
     assert parse_pipeline(single, Path("demo.yaml")).devices[0].latency_ms == (2.0,)
 
 
 def test_device_without_budget_and_duplicate_names_are_refused():
     data = demo()
-    del data["devices"][0]["latency_fraction"]
+    del data["devices"][0]["latency_quantile"]
     with pytest.raises(ValueError, match=r"devices\[0\]: no budget"):
         parse_pipeline(data, Path("demo.yaml"))
     data = demo()

@@ -39,7 +39,7 @@ def stage_params(data: dict) -> dict[str, dict]:
 
 def test_each_stage_hashes_only_what_it_reads():
     base = stage_params(demo())
-    budget = stage_params(demo(latency_fraction=[0.4, 0.7]))
+    budget = stage_params(demo(latency_quantile=[0.4, 0.7]))
     changed = sorted(k for k in base if base[k] != budget[k])
     # A budget is read by the search alone (downstream stages rerun through its output hash).
     assert changed == ["search/cpu-onnxruntime"]
@@ -170,3 +170,21 @@ def test_the_reports_data_line_names_the_folder_the_images_came_from(tmp_path):
 
     assert data_fact(DataConfig("digits")) == "digits"
     assert data_fact(DataConfig("imagefolder", root=tmp_path)) == f"imagefolder ({tmp_path})"
+
+
+def test_latency_quantile_budgets_fall_inside_the_trained_range(digits_train):
+    from pipeline.config import DeviceTarget
+    from pipeline.stages import budget_ms
+    from latency.predictor import LatencyPredictor
+    from tests.test_lut import synthetic_lut
+
+    space = digits_train.load_space()
+    predictor = LatencyPredictor(synthetic_lut(space), space)
+    low, high = trained_range(digits_train, space, predictor, "latency")
+    quantiles = budget_ms(DeviceTarget("cpu", "onnxruntime", latency_quantile=(0.05, 0.5, 0.95)), predictor)
+    assert low < quantiles[0] < quantiles[1] < quantiles[2] < high
+    assert quantiles[1] == round(predictor.quantiles_ms([0.5])[0], 4)
+    # What the quantiles replace in the shipped pipelines: the fastest..slowest range's upper
+    # part lies beyond every path the supernet trained.
+    (upper_fraction,) = budget_ms(DeviceTarget("cpu", "onnxruntime", latency_fraction=(0.7,)), predictor)
+    assert upper_fraction > high

@@ -77,7 +77,7 @@ def test_bad_searcher_settings_are_one_line_errors_naming_the_value(changes, mes
 
 def test_spnas_needs_latency_budgets_and_an_mbconv_space():
     data = demo(searchers=["spnas"])
-    data["devices"][0].pop("latency_fraction")
+    data["devices"][0].pop("latency_quantile")
     data["devices"][0]["max_flops"] = "10M"
     with pytest.raises(ValueError, match=r"devices\[0\]: searcher 'spnas' needs latency budgets"):
         parse_pipeline(data, Path("p.yaml"))

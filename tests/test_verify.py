@@ -92,7 +92,7 @@ def test_verify_top_is_checked_and_zero_turns_the_stage_off():
     assert "verify/cpu-onnxruntime" in on["retrain/cpu-onnxruntime/budget-1"].needs
     off = [s.id for s in build_stages(prepare(parse_pipeline(demo(verify_top=0), Path("demo.yaml"))))]
     assert not any(i.startswith("verify/") for i in off)
-    flops_only = demo(latency_fraction=[], max_flops="1M")
+    flops_only = demo(latency_quantile=[], max_flops="1M")
     assert not any(s.id.startswith("verify/") for s in build_stages(prepare(parse_pipeline(flops_only, Path("d.yaml")))))
     with pytest.raises(ValueError, match=r"verify_top: expected an integer >= 0, got -1"):
         parse_pipeline(demo(verify_top=-1), Path("demo.yaml"))
