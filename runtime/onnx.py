@@ -8,9 +8,9 @@ Exporter choice: the TorchScript-based exporter (``dynamo=False``) by default.
    at opset 18 and its down-conversion to 17 fails on these graphs.
  - In eval mode it folds BatchNorm into the preceding conv, like the dynamo
    exporter, so runtimes see the same Conv/Relu graph.
-Its cost: with a dynamic batch axis the ShuffleNetV2 channel shuffle keeps a
-few Shape/Gather nodes (the dynamo exporter folds them). ``dynamo=True``
-selects the dynamo exporter (needs ``onnxscript``) where that graph is wanted.
+With a dynamic batch axis it writes the fixed-batch graph's nodes (the channel
+shuffle reads no sizes from its input; `spos.blocks.split_shuffle`).
+``dynamo=True`` selects the dynamo exporter (needs ``onnxscript``).
 
 FP16 (``fp16=True``) converts a copy of the model to half before export, so
 every tensor of the graph, inputs and outputs included, is float16: this is

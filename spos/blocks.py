@@ -64,12 +64,12 @@ def conv_bn_act(spec: ConvSpec, bn_affine: bool = True) -> ConvBNAct:
 def split_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ShuffleNetV2's channel shuffle + split: (even channels, odd channels).
 
-    Same channel order as the authors' reference code; written with
-    reshape + index so that it exports to ONNX as Reshape + Gather.
+    Same channel order as the authors' reference code (reshape to (b, c/2, 2, h, w), then
+    index the pair axis), written as two strided slices: they export to ONNX as Slice with
+    constant bounds, where a reshape to sizes read from the input keeps Shape/Gather/Concat
+    nodes in a dynamic-batch graph that a batch-1 CPU run pays for on every call.
     """
-    b, c, h, w = x.shape
-    x = x.reshape(b, c // 2, 2, h, w)
-    return x[:, :, 0], x[:, :, 1]
+    return x[:, 0::2], x[:, 1::2]
 
 
 def combine_branches(

@@ -87,6 +87,33 @@ def test_static_batch_graph_is_fixed_and_folds_shape_ops(tiny_space, tmp_path):
     np.testing.assert_allclose(_session(path).run(None, {INPUT_NAME: x.numpy()})[0], net(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_dynamic_batch_graph_is_the_static_one_with_a_free_batch(cifar_space, tmp_path):
+    # The channel shuffle reads no sizes from its input, so a dynamic batch adds no Shape/Gather
+    # arithmetic: the deployed graph runs the nodes the LUT's fixed-batch graphs were timed with.
+    net = _net(cifar_space, sample_uniform(cifar_space, random.Random(5)))
+    shape = (3, 32, 32)
+    graphs = [onnx.load(str(to_onnx(net, tmp_path / f"{kind}.onnx", shape, max_batch=1, dynamic_batch=kind == "dynamic")))
+              for kind in ("fixed", "dynamic")]
+    fixed, dynamic = ([n.op_type for n in g.graph.node] for g in graphs)
+    assert dynamic == fixed and "Shape" not in dynamic and "Slice" in dynamic
+
+
+def test_channel_shuffle_is_the_reference_codes():
+    from spos.blocks import split_shuffle
+
+    def megvii_channel_shuffle(x):  # ShuffleNetV2's reference implementation (megvii-model/ShuffleNet-Series)
+        batch, channels, height, width = x.shape
+        x = x.reshape(batch * channels // 2, 2, height * width).permute(1, 0, 2)
+        x = x.reshape(2, -1, channels // 2, height, width)
+        return x[0], x[1]
+
+    x = torch.randn(3, 12, 5, 5)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        ours = split_shuffle(x.to(memory_format=layout))
+        for got, expected in zip(ours, megvii_channel_shuffle(x)):
+            assert torch.equal(got, expected)
+
+
 def test_fp16_graph_is_half_throughout(tiny_space, tmp_path):
     net = _net(tiny_space, sample_uniform(tiny_space, random.Random(4)))
     path = to_onnx(net, tmp_path / "fp16.onnx", (3, 16, 16), max_batch=8, fp16=True)
