@@ -17,12 +17,11 @@ from latency.calibration import block_options
 from latency.lut import Lut
 from spos.arch import Arch
 from spos.errors import HintedError
-from spos.sampling import sample_uniform
+from spos.sampling import UNIFORM_DRAWS, uniform_metric_values
 from spos.signature import block_signature, fixed_signatures, head_signature, stem_signature
 from spos.space import SearchSpace
 
 Option = tuple[int, "int | None"]
-UNIFORM_DRAWS = 2000  # archs drawn for latency quantiles, as many as the sampler's percentile range draws
 
 
 def stage_of_blocks(space: SearchSpace) -> tuple[int, ...]:
@@ -110,6 +109,5 @@ class LatencyPredictor:
     def quantiles_ms(self, quantiles: Sequence[float], *, draws: int = UNIFORM_DRAWS, seed: int = 0) -> tuple[float, ...]:
         """The latency under which each fraction ``q`` of ``draws`` uniformly drawn archs is predicted
         to run (0.5: the median arch); the same for a space and LUT on every call."""
-        rng = random.Random(seed)
-        latencies = [self(sample_uniform(self.space, rng)) for _ in range(draws)]
+        latencies = uniform_metric_values(self.space, self, random.Random(seed), draws)
         return tuple(float(ms) for ms in np.quantile(latencies, quantiles))

@@ -29,7 +29,7 @@ from typing import Any, Callable, Protocol, Sequence
 from spos.arch import Arch
 from spos.config import SamplerConfig
 from spos.cost import CostModel
-from spos.sampling import SamplingError, sample_uniform, sample_until
+from spos.sampling import UNIFORM_DRAWS, SamplingError, sample_uniform, sample_until, uniform_metric_values
 from spos.space import SearchSpace
 
 
@@ -131,14 +131,15 @@ def equal_bins(low: float, high: float, count: int) -> tuple[Bin, ...]:
 
 
 def percentile_range(
-    space: SearchSpace, metric: Callable[[Arch], float], rng: random.Random, samples: int = 2000, tail: float = 0.01
+    space: SearchSpace, metric: Callable[[Arch], float], rng: random.Random, samples: int = UNIFORM_DRAWS,
+    tail: float = 0.01,
 ) -> tuple[float, float]:
     """The (tail, 1 - tail) percentiles of ``metric`` over uniformly drawn paths.
 
     Bins beyond these are hit by fewer than 1% of uniform draws: a sampler
     spanning the space's absolute extremes would spend most of its tries there.
     """
-    values = sorted(metric(sample_uniform(space, rng)) for _ in range(samples))
+    values = uniform_metric_values(space, metric, rng, samples)
     low, high = values[int(tail * (samples - 1))], values[int((1 - tail) * (samples - 1))]
     if not low < high:
         raise ValueError(f"the metric takes a single value ({low}) over the space; use the uniform sampler")

@@ -20,6 +20,16 @@ def sample_uniform(space: SearchSpace, rng: random.Random) -> Arch:
     return Arch(ops, channels).validated(space)
 
 
+UNIFORM_DRAWS = 2000  # uniformly drawn paths that stand for the space's spread of a metric
+
+
+def uniform_metric_values(
+    space: SearchSpace, metric: Callable[[Arch], float], rng: random.Random, samples: int = UNIFORM_DRAWS
+) -> list[float]:
+    """``metric`` of ``samples`` uniformly drawn paths, sorted."""
+    return sorted(metric(sample_uniform(space, rng)) for _ in range(samples))
+
+
 class SamplingError(ValueError):
     """No arch satisfying a predicate was found within the allowed tries."""
 
