@@ -93,7 +93,13 @@ class LutMeta:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "meta") -> LutMeta:
         data = dict(data)
-        data["timing"] = TimingSettings.from_dict(data["timing"], f"{where}.timing")
+        timing = dict(data["timing"]) if isinstance(data["timing"], dict) else data["timing"]
+        if isinstance(timing, dict):
+            # Tables written before the median's precision was the noise test (max_error) and before
+            # entries were measured in rounds: record how they were measured, not today's defaults.
+            timing.setdefault("max_error", None)
+            timing.setdefault("rounds", 1)
+        data["timing"] = TimingSettings.from_dict(timing, f"{where}.timing")
         return cls(**data)
 
 
@@ -172,12 +178,17 @@ class Lut:
         return self.meta.timing.value(self.networks[arch])
 
     def noisy(self) -> dict[str, float]:
-        """Entries and calibration networks ("net:<arch>") whose CV is above the LUT's own ``max_cv``
-        after the profiler's re-measurements: their figures are not to be trusted."""
-        limit = self.meta.timing.max_cv
-        found = {key: t.cv for key, t in self.entries.items() if t.cv > limit}
-        found.update({f"net:{arch}": t.cv for arch, t in self.networks.items() if t.cv > limit})
+        """Entries and calibration networks ("net:<arch>") still noisy by the LUT's own timing
+        settings after the profiler's re-measurements, with their noise (``TimingSettings.noise``,
+        1 = at the limit), noisiest first: their figures are not to be trusted."""
+        settings = self.meta.timing
+        timings = {**self.entries, **{f"net:{arch}": t for arch, t in self.networks.items()}}
+        found = {key: round(settings.noise(t), 3) for key, t in timings.items() if settings.is_noisy(t)}
         return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+    def timing(self, key: str) -> Timing:
+        """The measurement behind ``key``: an entry, or a calibration network as "net:<arch>"."""
+        return self.networks[key[4:]] if key.startswith("net:") else self.entries[key]
 
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_dict(self.space, f"LUT space {self.meta.space_name!r}")

@@ -22,7 +22,7 @@ from latency.backends.torch import torch_threads
 from latency.calibration import Calibration, fit_calibration, stratified_archs
 from latency.load import LoadMeter, MeasurementLoad, cores_needed, metered
 from latency.lut import Lut, LutMeta
-from latency.timing import Timing
+from latency.timing import Timing, TimingSettings
 from latency.predictor import raw_tables, stage_of_blocks
 from spos.arch import Arch
 from spos.blocks import Block
@@ -32,7 +32,7 @@ from spos.signature import fixed_signatures, head_signature, stem_signature, uni
 from spos.space import SearchSpace
 
 DEFAULT_CALIBRATION_ARCHS = 20
-# Passes over the entries still noisier than max_cv after measure_stable's own retries. Noise on a
+# Passes over the entries still noisy after measure_stable's own retries. Noise on a
 # shared machine comes in bursts, so a later pass often finds it quiet; what stays noisy is flagged
 # (Lut.noisy, `spos lut show`) rather than measured forever.
 NOISY_PASSES = 2
@@ -46,7 +46,7 @@ class ProfileResult:
     measured_networks: int
     calibration: Calibration
     wall_s: float
-    noisy: tuple[str, ...] = ()  # entries still above max_cv after the re-measuring passes
+    noisy: tuple[str, ...] = ()  # entries still noisy after the re-measuring passes
     load: MeasurementLoad | None = None  # the other processes' CPU use while the LUT was measured (all runs)
 
 
@@ -117,8 +117,17 @@ def _open_lut(out: Path, space: SearchSpace, meta: LutMeta, resume: bool) -> Lut
 def measure_networks(
     backend: Backend, space: SearchSpace, archs: list[Arch], desc: str, progress: bool = True
 ) -> list[float]:
-    return [measure_network(backend, space, arch)
-            for arch in tqdm(archs, desc=desc, unit="net", disable=not progress, leave=False)]
+    """Whole networks' latencies in the backend's statistic, measured as LUT entries are: in the timing
+    settings' rounds, each a pass over all of ``archs``, then more rounds for the noisy ones."""
+    by_name = {str(arch): arch for arch in archs}
+
+    def measure(name: str) -> Timing:
+        return backend.measure(StaticNet(space, by_name[name]), network_input_shape(space))
+
+    timings: dict[str, Timing] = {}
+    measure_in_rounds(timings, list(by_name), measure, backend.config.timing.rounds, desc, "net", progress=progress)
+    remeasure_noisy(timings, measure, backend.config.timing)
+    return [backend.config.timing.value(timings[str(arch)]) for arch in archs]
 
 
 def measure_network(backend: Backend, space: SearchSpace, arch: Arch) -> float:
@@ -151,7 +160,7 @@ def profile_space(
         precision=config.precision, threads=config.threads, timing=config.timing, work_dir=out.parent,
     )
     lut = _open_lut(out, space, new_meta(space, backend), resume)
-    measured_entries = measured_networks = 0
+    rounds = lut.meta.timing.rounds
     with measuring(backend.config) as meter:
 
         def save() -> None:
@@ -161,59 +170,87 @@ def profile_space(
                 lut.profiling_load = lut.profiling_load.merged(phase) if lut.profiling_load is not None else phase
             lut.save(out)
 
-        todo = [item for item in profile_items(space) if item.key not in lut.entries]
-        for item in tqdm(todo, desc=f"profile {space.name} blocks", unit="sig", disable=not progress):
-            lut.entries[item.key] = backend.measure(item.build(), item.input_shape)
-            measured_entries += 1
-            save()
+        items = {item.key: item for item in profile_items(space)}
 
+        def measure_entry(key: str) -> Timing:
+            return backend.measure(items[key].build(), items[key].input_shape)
+
+        measured_entries = measure_in_rounds(lut.entries, list(items), measure_entry, rounds,
+                                             f"profile {space.name} blocks", "sig", on_update=save, progress=progress)
         # Only what this run measured: entries a resumed file holds had their passes (or are flagged),
         # and re-measuring them would shift the calibration archs drawn from the entries below.
-        items = {item.key: item for item in todo}
-        remeasure_noisy(lut.entries, lambda key: backend.measure(items[key].build(), items[key].input_shape),
-                        lut.meta.timing.max_cv, keys=set(items), on_update=save)
+        remeasure_noisy(lut.entries, measure_entry, lut.meta.timing, keys=measured_entries, on_update=save)
 
         archs = calibration_archs(lut, space, calibration_archs_count, seed)
-        shape = network_input_shape(space)
-        by_name = {}
-        for arch in tqdm(archs, desc="calibration networks", unit="net", disable=not progress):
-            if str(arch) not in lut.networks:
-                lut.networks[str(arch)] = backend.measure(StaticNet(space, arch), shape)
-                by_name[str(arch)] = arch
-                measured_networks += 1
-                save()
-        remeasure_noisy(lut.networks, lambda name: backend.measure(StaticNet(space, by_name[name]), shape),
-                        lut.meta.timing.max_cv, keys=set(by_name), on_update=save)
+        by_name = {str(arch): arch for arch in archs}
+
+        def measure_calibration_net(name: str) -> Timing:
+            return backend.measure(StaticNet(space, by_name[name]), network_input_shape(space))
+
+        measured_networks = measure_in_rounds(lut.networks, list(by_name), measure_calibration_net, rounds,
+                                              "calibration networks", "net", on_update=save, progress=progress)
+        remeasure_noisy(lut.networks, measure_calibration_net, lut.meta.timing, keys=measured_networks, on_update=save)
 
     lut.calibration = fit_lut_calibration(lut, space, archs)
     lut.validation = None  # a new calibration invalidates earlier validation figures
     lut.save(out)
     total = len(profile_items(space))
-    return ProfileResult(out, total, measured_entries, measured_networks, lut.calibration, time.perf_counter() - start,
-                         tuple(lut.noisy()), lut.profiling_load)
+    return ProfileResult(out, total, len(measured_entries), len(measured_networks), lut.calibration,
+                         time.perf_counter() - start, tuple(lut.noisy()), lut.profiling_load)
+
+
+def measure_in_rounds(
+    timings: dict[str, Timing],
+    keys: list[str],
+    measure: Callable[[str], Timing],
+    rounds: int,
+    desc: str,
+    unit: str,
+    *,
+    on_update: Callable[[], None] = lambda: None,
+    progress: bool = True,
+) -> set[str]:
+    """Bring every one of ``keys`` to ``rounds`` rounds of ``measure`` in ``timings``, one pass over them per
+    round, so that a key's rounds lie a whole pass apart in time; a round is merged into what the key
+    has (``Timing.merged``), and ``on_update`` runs after each. Keys already at ``rounds`` (a resumed
+    file) are left alone. Returns the keys measured."""
+    measured: set[str] = set()
+    for round_number in range(1, rounds + 1):
+        todo = [key for key in keys if key not in timings or timings[key].rounds < round_number]
+        label = f"{desc}, round {round_number}/{rounds}" if rounds > 1 else desc
+        for key in tqdm(todo, desc=label, unit=unit, disable=not progress or not todo):
+            timing = measure(key)
+            timings[key] = Timing.merged([timings[key], timing]) if key in timings else timing
+            measured.add(key)
+            on_update()
+    return measured
 
 
 def remeasure_noisy(
     timings: dict[str, Timing],
     measure: Callable[[str], Timing],
-    max_cv: float,
+    settings: TimingSettings,
     *,
     keys: set[str] | None = None,
     passes: int = NOISY_PASSES,
     on_update: Callable[[], None] = lambda: None,
 ) -> list[str]:
-    """Measure again, at most ``passes`` times each, the timings (of ``keys``, default all) whose CV
-    exceeds ``max_cv``; keep the steadier of old and new. Returns the keys still above it."""
+    """Measure again, at most ``passes`` times each, the timings (of ``keys``, default all) that
+    ``settings`` call noisy, each pass a round merged into what the key has: a measurement caught in a
+    slow spell is outvoted by later ones, and one whose rounds keep disagreeing stays flagged.
+    Returns the keys still noisy."""
+
+    def still_noisy() -> list[str]:
+        return [k for k, t in timings.items() if settings.is_noisy(t) and (keys is None or k in keys)]
+
     for _ in range(passes):
-        noisy = [k for k, t in timings.items() if t.cv > max_cv and (keys is None or k in keys)]
+        noisy = still_noisy()
         if not noisy:
             return []
         for key in noisy:
-            again = measure(key)
-            if again.cv < timings[key].cv:
-                timings[key] = again
-                on_update()
-    return [k for k, t in timings.items() if t.cv > max_cv and (keys is None or k in keys)]
+            timings[key] = Timing.merged([timings[key], measure(key)])
+            on_update()
+    return still_noisy()
 
 
 def fit_lut_calibration(lut: Lut, space: SearchSpace, archs: list[Arch]) -> Calibration:

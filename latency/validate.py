@@ -4,8 +4,9 @@ The validation archs are stratified over the predicted range like the
 calibration ones, drawn with another seed, and never include a
 calibration arch. Each is measured twice, in two separate passes, so the
 spread of repeated measurements (the noise floor) is known: a predictor
-cannot be judged more precisely than the device measures. The reference
-"measured" latency of an arch is the mean of its two measurements.
+cannot be judged more precisely than the device measures. A measurement is
+made as the LUT's entries were (the LUT's timing settings, rounds included).
+The reference "measured" latency of an arch is the mean of its two measurements.
 
 The report is written beside the LUT (``lut-validation.json``), not into it:
 validating measures the LUT, it does not change it, so a run folder's

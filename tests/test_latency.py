@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import random
 import time
 
 import pytest
@@ -39,6 +41,52 @@ def test_timing_summary_statistics():
         TimingSettings(statistic="mean")
     with pytest.raises(ValueError, match="no timing samples"):
         Timing.from_samples([])
+
+
+def test_the_median_error_ignores_preemptions_and_catches_a_clock_that_flips():
+    rng = random.Random(0)
+    steady = [rng.gauss(1.0, 0.02) for _ in range(400)]
+    preempted = steady[:390] + [15.0] * 10  # ten runs held up by another process
+    flipping = steady[:200] + [1.8 * x for x in steady[200:]]  # half the runs at a slower clock
+    assert Timing.from_samples(preempted).cv > 1.0  # the CV test would re-measure it...
+    assert Timing.from_samples(preempted).median_error < 0.005  # ...yet its median is known to 0.5%
+    assert Timing.from_samples(flipping).median_error > 0.05  # the median of two speeds is anyone's guess
+    assert Timing.from_samples([1.0, 1.0]).median_error == 0.0 and Timing(1.0, 0.0, 1, 0.0).median_error == math.inf
+    settings = TimingSettings()  # max_error 0.02, no CV test
+    assert not settings.is_noisy(Timing.from_samples(preempted)) and settings.is_noisy(Timing.from_samples(flipping))
+    assert TimingSettings(max_cv=0.5).is_noisy(Timing.from_samples(preempted))  # trtexec's test, when asked for
+
+
+def test_rounds_merge_into_the_fastest_round():
+    """A round caught in a slow spell of the machine only ever reads slower; two rounds that agree confirm the fastest."""
+    fast, slow = Timing(1.0, 0.02, 100, 0.05, 0.9), Timing(1.8, 0.04, 100, 0.07, 1.7)
+    merged = Timing.merged([slow, fast, slow])
+    assert (merged.median_ms, merged.iqr_ms, merged.cv, merged.min_ms, merged.n) == (1.0, 0.02, 0.05, 0.9, 300)
+    assert merged.round_medians_ms == (1.8, 1.0, 1.8) and merged.rounds == 3
+    assert merged.between_rounds_error == pytest.approx(0.8) and TimingSettings().is_noisy(merged)  # unconfirmed
+    confirmed = Timing.merged([merged, Timing(1.01, 0.02, 100, 0.05)])
+    assert confirmed.round_medians_ms == (1.8, 1.0, 1.8, 1.01) and confirmed.median_ms == 1.0
+    assert confirmed.between_rounds_error == pytest.approx(0.01) and not TimingSettings().is_noisy(confirmed)
+    # The fastest round's own runs still count: 1.96 * 0.02 / sqrt(100) = 0.4%, under the rounds' 1%.
+    assert confirmed.median_error == pytest.approx(0.01)
+    assert Timing.from_dict(confirmed.to_dict()) == confirmed and "round_medians_ms" not in fast.to_dict()
+    bad = {**fast.to_dict(), "round_medians_ms": [1.0]}
+    with pytest.raises(ValueError, match=r"round_medians_ms must be a list of two or more finite numbers > 0, got \[1.0\]"):
+        Timing.from_dict(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_runs": 1}, r"need 2 <= min_runs <= max_runs, got 1 and 2000"),
+        ({"rounds": 0}, r"rounds must be at least 1, got 0"),
+        ({"max_error": 0.0}, r"max_error must be > 0 \(or null: no such test\), got 0.0"),
+        ({"max_cv": -0.1}, r"max_cv must be > 0 \(or null: no such test\), got -0.1"),
+    ],
+)
+def test_bad_timing_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TimingSettings(**kwargs)
 
 
 def test_run_count_follows_the_minimum_time():
@@ -142,12 +190,22 @@ def test_tiny_profile_validate_and_resume(backend, tmp_path):
     assert lut.meta.backend == backend and lut.meta.batch == 4 and lut.meta.threads == 1
     assert lut.meta.device["cpu_cores"] >= 1 and lut.meta.timing == FAST
     assert lut.calibration is not None and lut.calibration.num_archs == 6
+    # Every block and network measured in FAST.rounds rounds at least (a noisy one gets more).
+    assert min(t.rounds for t in (*lut.entries.values(), *lut.networks.values())) >= FAST.rounds == 3
     if machine_busy_seconds() is not None:  # the other processes' CPU use while profiling, for the reader
         assert lut.profiling_load == result.load and result.load.needed == 1 and result.load.seconds > 0
 
     again = profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False)
     assert again.measured_entries == 0 and again.measured_networks == 0  # resumed: nothing re-measured
     assert Lut.load(out).profiling_load == lut.profiling_load  # a run that measured nothing adds no phase
+    interrupted = Lut.load(out)  # as if stopped after the first round of one entry
+    key = sorted(interrupted.entries)[0]
+    first_round = interrupted.entries[key]
+    interrupted.entries[key] = Timing(first_round.median_ms, first_round.iqr_ms, first_round.n, first_round.cv)
+    interrupted.save(out)
+    assert profile_space(tiny_space, config, out, calibration_archs_count=6, progress=False).measured_entries == 1
+    assert Lut.load(out).entries[key].rounds >= 3
+    lut = Lut.load(out)
     if lut.profiling_load is not None:  # a run that measured the rest (as after an interruption) adds its phase
         partial = Lut.load(out)
         for key in list(partial.entries)[:2]:
@@ -191,6 +249,7 @@ def test_cli_profile_show_predict_validate(tmp_path, capsys):
     assert main(["lut", "show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "onnxruntime" in shown and "calibration" in shown
+    assert "in 3 rounds a pass apart (the fastest kept); re-measure when median uncertain by more than 2%" in shown
     if machine_busy_seconds() is not None:
         assert "while profiling, other processes kept " in shown
 

@@ -13,7 +13,7 @@ from latency.calibration import Calibration, block_options, fit_calibration, str
 from latency.device import describe_device
 from latency.lut import Lut, LutMeta, MissingEntryError
 from latency.predictor import LatencyPredictor, stage_of_blocks
-from latency.profile import fit_lut_calibration, profile_items, remeasure_noisy
+from latency.profile import fit_lut_calibration, measure_in_rounds, profile_items, remeasure_noisy
 from latency.timing import Timing, TimingSettings
 from spos.cost import block_cost, head_cost, stem_cost
 from spos.sampling import sample_uniform
@@ -42,7 +42,8 @@ def synthetic_lut(space: SearchSpace, calibration: Calibration | None = None) ->
             flops = head_cost(head_signature(space)).flops
         else:
             flops = block_cost(BlockSignature.from_key(item.key)).flops
-        lut.entries[item.key] = Timing(0.01 + flops / 1e7, 0.001, 10, 0.01)
+        ms = 0.01 + flops / 1e7
+        lut.entries[item.key] = Timing(ms, 0.01 * ms, 100, 0.01)  # a steady measurement: median known to 0.2%
     lut.calibration = calibration or Calibration("total", (1.0,), 0.0, 20, 0.0, 0.0)
     return lut
 
@@ -272,27 +273,58 @@ def test_calibration_predicting_negative_latency_is_refused(tiny_space):
 
 
 def test_noisy_entries_are_flagged_in_the_file(tiny_space, tmp_path):
-    lut = synthetic_lut(tiny_space)  # max_cv 0.10 (the default timing settings)
-    key = sorted(lut.entries)[0]
-    lut.entries[key] = Timing(1.0, 0.5, 10, 9.3)
-    lut.networks["0,1"] = Timing(2.0, 0.1, 10, 0.2)
-    assert lut.noisy() == {key: 9.3, "net:0,1": 0.2}
-    assert _saved(lut, tmp_path)["noisy"] == {key: 9.3, "net:0,1": 0.2}
+    lut = synthetic_lut(tiny_space)  # the default timing settings: median known to 2%, no CV test
+    first, second = sorted(lut.entries)[:2]
+    lut.entries[first] = Timing(1.0, 0.5, 10, 0.3)  # median known to +-31%: 15.5 times the limit
+    lut.entries[second] = Timing(1.0, 0.1, 1000, 2.5)  # jittery runs (CV 2.5), but 1,000 of them pin the median
+    lut.networks["0,1"] = Timing(2.0, 0.1, 10, 0.2)  # +-3.1%
+    assert lut.noisy() == {first: 15.495, "net:0,1": 1.55}
+    assert _saved(lut, tmp_path)["noisy"] == {first: 15.495, "net:0,1": 1.55}
     assert Lut.load(tmp_path / "lut.json").noisy() == lut.noisy()
 
 
-def test_noisy_timings_are_remeasured_a_bounded_number_of_times():
-    timings = {"steady": Timing(1.0, 0.0, 10, 0.01), "bursty": Timing(1.0, 0.5, 10, 9.3),
-               "hopeless": Timing(1.0, 0.5, 10, 2.0)}
+def test_a_lut_written_before_the_median_test_keeps_its_cv_test(tiny_space, tmp_path):
+    """Old tables recorded only max_cv and one round per entry; they load as what they were measured with."""
+    data = _saved(synthetic_lut(tiny_space), tmp_path)
+    del data["meta"]["timing"]["max_error"], data["meta"]["timing"]["rounds"]
+    data["meta"]["timing"]["max_cv"] = 0.1
+    key = sorted(data["entries"])[0]
+    data["entries"][key] = Timing(1.0, 0.0, 1000, 0.4).to_dict()
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = Lut.load(tmp_path / "old.json")
+    assert (old.meta.timing.max_error, old.meta.timing.rounds, old.meta.timing.max_cv) == (None, 1, 0.1)
+    assert old.noisy() == {key: 4.0}
+
+
+def test_noisy_timings_get_more_rounds_a_bounded_number_of_times():
+    timings = {"steady": Timing(1.0, 0.01, 100, 0.01), "slow_spell": Timing(1.0, 0.01, 200, 0.01, 0.9, (1.8, 1.0)),
+               "hopeless": Timing(1.0, 0.5, 10, 0.5)}
     calls = []
 
     def measure(key):
         calls.append(key)
-        return Timing(1.1, 0.01, 10, 0.05) if key == "bursty" else Timing(1.0, 0.5, 10, 3.0)
+        return Timing(1.01, 0.01, 100, 0.01) if key == "slow_spell" else Timing(1.0, 0.5, 10, 0.5)
 
-    still = remeasure_noisy(timings, measure, max_cv=0.15, passes=2)
-    assert timings["bursty"].cv == 0.05 and timings["hopeless"].cv == 2.0  # the steadier one kept
-    assert calls == ["bursty", "hopeless", "hopeless"] and still == ["hopeless"]
+    still = remeasure_noisy(timings, measure, TimingSettings(), passes=2)
+    # A third round confirms the fast one: the slow spell is left out, and the figure is the fastest round's.
+    assert timings["slow_spell"].round_medians_ms == (1.8, 1.0, 1.01) and timings["slow_spell"].median_ms == 1.0
+    assert timings["hopeless"].rounds == 3 and timings["hopeless"].n == 30
+    assert calls == ["slow_spell", "hopeless", "hopeless"] and still == ["hopeless"]
+
+
+def test_rounds_go_over_all_keys_before_any_key_is_measured_again():
+    calls = []
+
+    def measure(key):
+        calls.append(key)
+        return Timing(float(len(calls)), 0.0, 10, 0.0)
+
+    timings = {"b": Timing(5.0, 0.0, 10, 0.0, None, (5.0, 6.0))}  # a resumed file: b has two rounds already
+    measured = measure_in_rounds(timings, ["a", "b", "c"], measure, 3, "test", "sig", progress=False)
+    assert calls == ["a", "c", "a", "c", "a", "b", "c"] and measured == {"a", "b", "c"}
+    assert timings["a"].round_medians_ms == (1.0, 3.0, 5.0) and timings["a"].median_ms == 1.0
+    assert timings["b"].round_medians_ms == (5.0, 6.0, 6.0) and timings["b"].median_ms == 5.0
+    assert measure_in_rounds(timings, ["a", "b", "c"], measure, 3, "test", "sig", progress=False) == set()
 
 
 def test_noise_that_would_give_a_negative_slope_falls_back_to_a_proportional_fit():

@@ -56,6 +56,7 @@ def edited(path: str, value) -> dict:
         ("devices.0.validation_archs", 1, r"devices\[0\]\.validation_archs: expected 0 \(skip\) or at least 2"),
         ("devices.0.timing", {"min_time_s": float("inf")}, r"devices\[0\]\.timing\.min_time_s: expected a finite number, got inf"),
         ("devices.0.timing", {"max_cv": -0.1}, r"devices\[0\]\.timing: max_cv must be > 0"),
+        ("devices.0.timing", {"rounds": 0}, r"devices\[0\]\.timing: rounds must be at least 1, got 0"),
         ("devices.0.timing", [1, 2], r"devices\[0\]\.timing: expected a mapping, got \[1, 2\]"),
         ("devices.0.max_flops", -5, r"devices\[0\]\.max_flops: expected a positive count, got -5"),
         ("devices.0.max_params", "lots", r"devices\[0\]\.max_params: bad size 'lots'"),
@@ -104,7 +105,8 @@ def test_sections_load_into_typed_dataclasses():
 
     cfg = parse_pipeline(demo(), Path("demo.yaml"))
     device = cfg.devices[0]
-    assert device.timing == TimingSettings(warmup_s=0.02, min_time_s=0.05, max_cv=0.15, retries=1)
+    assert device.timing == TimingSettings(warmup_s=0.02, min_time_s=0.02, retries=1)
+    assert (device.timing.rounds, device.timing.max_error, device.timing.max_cv) == (3, 0.02, None)
     assert cfg.search.settings == EvolutionSettings(population=16, generations=5, topk=6)
     assert device.latency_quantile == (0.25, 0.75) and device.latency_budget_count == 2 and cfg.export.opset == 17
     single = edited("devices.0.latency_quantile", KeyError)

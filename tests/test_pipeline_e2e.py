@@ -24,7 +24,7 @@ def tiny_pipeline(tmp_path, retrain_steps: int = 6, fractions=(0.5, 0.9)):
         "train": {"config": str(tmp_path / "train.yaml")},
         "devices": [{
             "name": "cpu-ort", "backend": "onnxruntime", "batch": 1, "threads": 1,
-            "timing": {"warmup_s": 0.0, "min_time_s": 0.005, "min_runs": 3, "max_cv": 1.0, "retries": 0},
+            "timing": {"warmup_s": 0.0, "min_time_s": 0.005, "min_runs": 3, "max_error": None, "rounds": 2, "retries": 0},
             "calibration_archs": 3, "latency_fraction": list(fractions),
         }],
         "search": {"settings": {"population": 4, "generations": 2, "topk": 2}, "recalibration_batches": 1,

@@ -42,7 +42,7 @@ def bench(args: argparse.Namespace) -> int:
     print(f"model      {result.model}  ({result.backend}, batch {result.batch}, {result.precision}, "
           f"{result.threads} threads)")
     print(f"measured   {result.measured_ms:.3f} ms {result.statistic} run (median {t.median_ms:.3f} ms, IQR "
-          f"{t.iqr_ms:.3f} ms, {t.n} runs, CV {100 * t.cv:.1f}%)")
+          f"{t.iqr_ms:.3f} ms, {t.n} runs, CV {100 * t.cv:.1f}%; the median known to +-{100 * t.median_error:.1f}%)")
     if result.predicted_ms is not None:
         print(f"predicted  {result.predicted_ms:.3f} ms from {result.lut}")
         print(f"error      {100 * result.error:+.1f}% (predicted vs measured)")

@@ -60,20 +60,22 @@ def lut_show(args: argparse.Namespace) -> int:
     d = m.device
     print(f"device     {d.get('name')} ({d.get('kind')}; CPU {d.get('cpu_model')}, {d.get('cpu_cores')} cores, host {d.get('host')})")
     t = m.timing
-    print(f"timing     warm-up {t.warmup_s}s, >= {t.min_time_s}s and {t.min_runs}..{t.max_runs} runs; "
-          f"re-measure above CV {t.max_cv} (x{t.retries}); latency = {t.statistic} run")
+    rounds = f", in {t.rounds} rounds a pass apart (the fastest kept)" if t.rounds > 1 else ""
+    print(f"timing     warm-up {t.warmup_s}s, >= {t.min_time_s}s and {t.min_runs}..{t.max_runs} runs{rounds}; "
+          f"re-measure when {t.describe_limits()} (x{t.retries}); latency = {t.statistic} run")
     kinds = Counter(key.split("|", 1)[0] for key in lut.entries)
     print(f"entries    {len(lut.entries)}: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-    print(f"{'kind':<12} {'n':>4} {'lowest ms':>10} {'middle ms':>10} {'highest ms':>10} {'max CV':>7}  ({t.statistic} of each entry)")
+    print(f"{'kind':<12} {'n':>4} {'lowest ms':>10} {'middle ms':>10} {'highest ms':>10} {'max +-':>7} {'max CV':>7}"
+          f"  ({t.statistic} of each entry; +-: its median's 95% interval)")
     for kind in sorted(kinds):
         timings = [v for key, v in lut.entries.items() if key.split("|", 1)[0] == kind]
         values = sorted(t.value(v) for v in timings)
         print(f"{kind:<12} {len(timings):>4} {values[0]:>10.3f} {values[len(values) // 2]:>10.3f} "
-              f"{values[-1]:>10.3f} {max(v.cv for v in timings):>7.3f}")
+              f"{values[-1]:>10.3f} {100 * max(v.median_error for v in timings):>6.1f}% {max(v.cv for v in timings):>7.3f}")
     noisy = lut.noisy()
     if noisy:
-        worst = ", ".join(f"{key} (CV {cv:.2f})" for key, cv in list(noisy.items())[:3])
-        print(f"NOISY      {len(noisy)} measurements above the LUT's max CV {t.max_cv} after re-measuring: {worst}"
+        worst = ", ".join(f"{key} ({lut.timing(key).describe_spread()})" for key in list(noisy)[:3])
+        print(f"NOISY      {len(noisy)} measurements with {t.describe_limits()} after re-measuring: {worst}"
               f"{', ...' if len(noisy) > 3 else ''}; their figures are unreliable (re-profile on a quieter machine)")
     if lut.profiling_load is not None:
         load = lut.profiling_load

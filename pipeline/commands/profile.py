@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from latency.backends import BACKENDS, PRECISIONS, BackendConfig
 from latency.timing import STATISTICS, TimingSettings
@@ -31,8 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"whole networks measured to calibrate the block sum (default {DEFAULT_CALIBRATION_ARCHS})")
     p.add_argument("--min-time", type=float, default=TimingSettings.min_time_s,
                    help=f"seconds of timed runs per measurement (default {TimingSettings.min_time_s})")
+    p.add_argument("--max-error", type=float, default=TimingSettings.max_error,
+                   help="re-measure entries whose median is uncertain by more than this share of it (half-width of "
+                   f"its 95%% confidence interval; default {TimingSettings.max_error})")
     p.add_argument("--max-cv", type=float, default=TimingSettings.max_cv,
-                   help=f"re-measure entries whose coefficient of variation exceeds this (default {TimingSettings.max_cv})")
+                   help="also re-measure entries whose single runs vary by more than this coefficient of variation "
+                   "(trtexec warns above 0.025 on GPUs; default: no such test)")
+    p.add_argument("--rounds", type=int, default=TimingSettings.rounds,
+                   help="measure each entry this many times, a pass over the table apart, and keep the median "
+                   f"(default {TimingSettings.rounds}: outvotes a slow spell of a shared machine)")
     p.add_argument("--statistic", default=TimingSettings.statistic, choices=STATISTICS,
                    help="latency figure of a measurement: median run (default) or fastest run (steadier on a shared machine)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration archs (default 0)")
@@ -43,11 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def profile(args: argparse.Namespace) -> int:
-    from latency.profile import profile_space
+    from latency.profile import NOISY_PASSES, profile_space
     from spos.space import SearchSpace
 
     space = SearchSpace.from_yaml(args.space)
-    timing = TimingSettings(min_time_s=args.min_time, max_cv=args.max_cv, statistic=args.statistic)
+    timing = TimingSettings(min_time_s=args.min_time, max_error=args.max_error, max_cv=args.max_cv,
+                            rounds=args.rounds, statistic=args.statistic)
     config = BackendConfig(args.backend, args.device, args.provider, args.batch, args.precision, args.threads, timing)
     result = profile_space(
         space, config, args.out, calibration_archs_count=args.calibration_archs, seed=args.seed, resume=not args.fresh
@@ -61,8 +70,13 @@ def profile(args: argparse.Namespace) -> int:
         "calibration": cal.to_dict(),
         "wall_s": round(result.wall_s, 1),
         "load": result.load.to_dict() if result.load else None,
+        "noisy": list(result.noisy),
     }
     warn_if_contended(result.load, f"profiling {result.path}")
+    if result.noisy:
+        print(f"warning: {len(result.noisy)} of {result.num_entries + cal.num_archs} measurements stay noisy "
+              f"({timing.describe_limits()}) after {NOISY_PASSES} more rounds; `spos lut show {result.path}` "
+              "names them", file=sys.stderr)
     if args.json:
         print_json(summary)
         return 0
