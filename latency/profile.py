@@ -122,17 +122,22 @@ def measure_networks(
     by_name = {str(arch): arch for arch in archs}
 
     def measure(name: str) -> Timing:
-        return backend.measure(StaticNet(space, by_name[name]), network_input_shape(space))
+        return time_network(backend, space, by_name[name])
 
     timings: dict[str, Timing] = {}
     measure_in_rounds(timings, list(by_name), measure, backend.config.timing.rounds, desc, "net", progress=progress)
-    remeasure_noisy(timings, measure, backend.config.timing)
+    remeasure_noisy(timings, measure, backend.config.timing, progress=progress)
     return [backend.config.timing.value(timings[str(arch)]) for arch in archs]
 
 
+def time_network(backend: Backend, space: SearchSpace, arch: Arch) -> Timing:
+    """One measurement of a whole network (weights random: latency does not depend on them)."""
+    return backend.measure(StaticNet(space, arch), network_input_shape(space))
+
+
 def measure_network(backend: Backend, space: SearchSpace, arch: Arch) -> float:
-    """One whole network's latency in the backend's statistic (weights random: latency does not depend on them)."""
-    return backend.config.timing.value(backend.measure(StaticNet(space, arch), network_input_shape(space)))
+    """One whole network's latency in the backend's statistic, from one measurement."""
+    return backend.config.timing.value(time_network(backend, space, arch))
 
 
 def calibration_archs(lut: Lut, space: SearchSpace, k: int, seed: int, exclude: frozenset[str] = frozenset()) -> list[Arch]:
@@ -179,17 +184,19 @@ def profile_space(
                                              f"profile {space.name} blocks", "sig", on_update=save, progress=progress)
         # Only what this run measured: entries a resumed file holds had their passes (or are flagged),
         # and re-measuring them would shift the calibration archs drawn from the entries below.
-        remeasure_noisy(lut.entries, measure_entry, lut.meta.timing, keys=measured_entries, on_update=save)
+        remeasure_noisy(lut.entries, measure_entry, lut.meta.timing, keys=measured_entries, on_update=save,
+                        progress=progress)
 
         archs = calibration_archs(lut, space, calibration_archs_count, seed)
         by_name = {str(arch): arch for arch in archs}
 
         def measure_calibration_net(name: str) -> Timing:
-            return backend.measure(StaticNet(space, by_name[name]), network_input_shape(space))
+            return time_network(backend, space, by_name[name])
 
         measured_networks = measure_in_rounds(lut.networks, list(by_name), measure_calibration_net, rounds,
                                               "calibration networks", "net", on_update=save, progress=progress)
-        remeasure_noisy(lut.networks, measure_calibration_net, lut.meta.timing, keys=measured_networks, on_update=save)
+        remeasure_noisy(lut.networks, measure_calibration_net, lut.meta.timing, keys=measured_networks,
+                        on_update=save, progress=progress)
 
     lut.calibration = fit_lut_calibration(lut, space, archs)
     lut.validation = None  # a new calibration invalidates earlier validation figures
@@ -234,6 +241,7 @@ def remeasure_noisy(
     keys: set[str] | None = None,
     passes: int = NOISY_PASSES,
     on_update: Callable[[], None] = lambda: None,
+    progress: bool = False,
 ) -> list[str]:
     """Measure again, at most ``passes`` times each, the timings (of ``keys``, default all) that
     ``settings`` call noisy, each pass a round merged into what the key has: a measurement caught in a
@@ -243,11 +251,11 @@ def remeasure_noisy(
     def still_noisy() -> list[str]:
         return [k for k, t in timings.items() if settings.is_noisy(t) and (keys is None or k in keys)]
 
-    for _ in range(passes):
+    for number in range(1, passes + 1):
         noisy = still_noisy()
         if not noisy:
             return []
-        for key in noisy:
+        for key in tqdm(noisy, desc=f"noisy ones, one more round ({number}/{passes})", disable=not progress):
             timings[key] = Timing.merged([timings[key], measure(key)])
             on_update()
     return still_noisy()
