@@ -237,6 +237,23 @@ def test_resume_refuses_a_file_measured_otherwise(tmp_path):
         profile_space(tiny_space, BackendConfig("onnxruntime", batch=4, threads=1, timing=FAST), out, progress=False)
 
 
+def test_cli_profile_warns_of_what_stays_noisy(tmp_path, capsys):
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(json.dumps(tiny_space_dict(**MICRO)))
+    out = tmp_path / "lut.json"
+    # No median is known to a billionth: every measurement stays noisy after its two extra rounds.
+    rc = main(["profile", "--space", str(space_file), "--backend", "onnxruntime", "--batch", "2", "--threads", "1",
+               "--calibration-archs", "3", "--warmup", "0", "--min-time", "0.005", "--rounds", "1", "--max-error", "1e-9",
+               "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    noisy = json.loads(captured.out)["noisy"]
+    lut = Lut.load(out)
+    assert len(noisy) == len(lut.entries) + 3 and all(t.rounds == 3 for t in lut.entries.values())
+    assert (f"warning: {len(noisy)} of {len(noisy)} measurements stay noisy (median uncertain by more than 1e-07%) "
+            f"after 2 more rounds; `spos lut show {out}` names them") in captured.err
+
+
 def test_cli_profile_show_predict_validate(tmp_path, capsys):
     space_file = tmp_path / "tiny.yaml"
     space_file.write_text(json.dumps(tiny_space_dict(**MICRO)))  # JSON is YAML

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: all usable cores)")
     p.add_argument("--calibration-archs", type=int, default=DEFAULT_CALIBRATION_ARCHS,
                    help=f"whole networks measured to calibrate the block sum (default {DEFAULT_CALIBRATION_ARCHS})")
+    p.add_argument("--warmup", type=float, default=TimingSettings.warmup_s,
+                   help=f"seconds of untimed runs before each measurement (default {TimingSettings.warmup_s}, trtexec's)")
     p.add_argument("--min-time", type=float, default=TimingSettings.min_time_s,
                    help=f"seconds of timed runs per measurement (default {TimingSettings.min_time_s})")
     p.add_argument("--max-error", type=float, default=TimingSettings.max_error,
@@ -55,8 +57,8 @@ def profile(args: argparse.Namespace) -> int:
     from spos.space import SearchSpace
 
     space = SearchSpace.from_yaml(args.space)
-    timing = TimingSettings(min_time_s=args.min_time, max_error=args.max_error, max_cv=args.max_cv,
-                            rounds=args.rounds, statistic=args.statistic)
+    timing = TimingSettings(warmup_s=args.warmup, min_time_s=args.min_time, max_error=args.max_error,
+                            max_cv=args.max_cv, rounds=args.rounds, statistic=args.statistic)
     config = BackendConfig(args.backend, args.device, args.provider, args.batch, args.precision, args.threads, timing)
     result = profile_space(
         space, config, args.out, calibration_archs_count=args.calibration_archs, seed=args.seed, resume=not args.fresh
