@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from latency.backends import BackendConfig
     from latency.lut import Lut
-    from latency.profile import profile_space
+    from latency.profile import profile_items, profile_space
     from latency.validate import validate_lut
     from spos.space import SearchSpace
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 "entries_disagree": [disagreement(a, b) for a, b in zip(luts, luts[1:])],
             }
     result = {"space": space.name, "backend": args.backend, "batch": args.batch, "threads": args.threads,
-              "entries": len(luts[0].entries), "methods": summary}
+              "entries": len(profile_items(space)), "methods": summary}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

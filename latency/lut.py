@@ -93,12 +93,11 @@ class LutMeta:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "meta") -> LutMeta:
         data = dict(data)
-        timing = dict(data["timing"]) if isinstance(data["timing"], dict) else data["timing"]
+        timing = data["timing"]
         if isinstance(timing, dict):
             # Tables written before the median's precision was the noise test (max_error) and before
             # entries were measured in rounds: record how they were measured, not today's defaults.
-            timing.setdefault("max_error", None)
-            timing.setdefault("rounds", 1)
+            timing = {"max_error": None, "rounds": 1, **timing}
         data["timing"] = TimingSettings.from_dict(timing, f"{where}.timing")
         return cls(**data)
 

@@ -118,15 +118,14 @@ def measure_networks(
     backend: Backend, space: SearchSpace, archs: list[Arch], desc: str, progress: bool = True
 ) -> list[float]:
     """Whole networks' latencies in the backend's statistic, measured as LUT entries are: in the timing
-    settings' rounds, each a pass over all of ``archs``, then more rounds for the noisy ones."""
+    settings' rounds, each a pass over all of ``archs``, then more rounds for the noisy ones (``measure_in_rounds``)."""
     by_name = {str(arch): arch for arch in archs}
 
     def measure(name: str) -> Timing:
         return time_network(backend, space, by_name[name])
 
     timings: dict[str, Timing] = {}
-    measure_in_rounds(timings, list(by_name), measure, backend.config.timing.rounds, desc, "net", progress=progress)
-    remeasure_noisy(timings, measure, backend.config.timing, progress=progress)
+    measure_in_rounds(timings, list(by_name), measure, backend.config.timing, desc, "net", progress=progress)
     return [backend.config.timing.value(timings[str(arch)]) for arch in archs]
 
 
@@ -165,7 +164,6 @@ def profile_space(
         precision=config.precision, threads=config.threads, timing=config.timing, work_dir=out.parent,
     )
     lut = _open_lut(out, space, new_meta(space, backend), resume)
-    rounds = lut.meta.timing.rounds
     with measuring(backend.config) as meter:
 
         def save() -> None:
@@ -180,12 +178,8 @@ def profile_space(
         def measure_entry(key: str) -> Timing:
             return backend.measure(items[key].build(), items[key].input_shape)
 
-        measured_entries = measure_in_rounds(lut.entries, list(items), measure_entry, rounds,
+        measured_entries = measure_in_rounds(lut.entries, list(items), measure_entry, lut.meta.timing,
                                              f"profile {space.name} blocks", "sig", on_update=save, progress=progress)
-        # Only what this run measured: entries a resumed file holds had their passes (or are flagged),
-        # and re-measuring them would shift the calibration archs drawn from the entries below.
-        remeasure_noisy(lut.entries, measure_entry, lut.meta.timing, keys=measured_entries, on_update=save,
-                        progress=progress)
 
         archs = calibration_archs(lut, space, calibration_archs_count, seed)
         by_name = {str(arch): arch for arch in archs}
@@ -193,10 +187,8 @@ def profile_space(
         def measure_calibration_net(name: str) -> Timing:
             return time_network(backend, space, by_name[name])
 
-        measured_networks = measure_in_rounds(lut.networks, list(by_name), measure_calibration_net, rounds,
+        measured_networks = measure_in_rounds(lut.networks, list(by_name), measure_calibration_net, lut.meta.timing,
                                               "calibration networks", "net", on_update=save, progress=progress)
-        remeasure_noisy(lut.networks, measure_calibration_net, lut.meta.timing, keys=measured_networks,
-                        on_update=save, progress=progress)
 
     lut.calibration = fit_lut_calibration(lut, space, archs)
     lut.validation = None  # a new calibration invalidates earlier validation figures
@@ -210,27 +202,34 @@ def measure_in_rounds(
     timings: dict[str, Timing],
     keys: list[str],
     measure: Callable[[str], Timing],
-    rounds: int,
+    settings: TimingSettings,
     desc: str,
     unit: str,
     *,
     on_update: Callable[[], None] = lambda: None,
     progress: bool = True,
 ) -> set[str]:
-    """Bring every one of ``keys`` to ``rounds`` rounds of ``measure`` in ``timings``, one pass over them per
-    round, so that a key's rounds lie a whole pass apart in time; a round is merged into what the key
-    has (``Timing.merged``), and ``on_update`` runs after each. Keys already at ``rounds`` (a resumed
-    file) are left alone. Returns the keys measured."""
+    """Bring every one of ``keys`` to ``settings.rounds`` rounds of ``measure`` in ``timings``, one pass
+    over them per round, so that a key's rounds lie a whole pass apart in time; then give the ones still
+    noisy more rounds (``remeasure_noisy``). A round is merged into what the key has (``Timing.merged``),
+    and ``on_update`` runs after each. Keys already at their rounds (a resumed file) are left alone,
+    noisy or not: re-measuring them would shift the calibration archs a profile draws from its entries.
+    Returns the keys measured."""
+    rounds = settings.rounds
     measured: set[str] = set()
     for round_number in range(1, rounds + 1):
         todo = [key for key in keys if key not in timings or timings[key].rounds < round_number]
         label = f"{desc}, round {round_number}/{rounds}" if rounds > 1 else desc
         for key in tqdm(todo, desc=label, unit=unit, disable=not progress or not todo):
-            timing = measure(key)
-            timings[key] = Timing.merged([timings[key], timing]) if key in timings else timing
+            _add_round(timings, key, measure(key))
             measured.add(key)
             on_update()
+    remeasure_noisy(timings, measure, settings, keys=measured, on_update=on_update, progress=progress)
     return measured
+
+
+def _add_round(timings: dict[str, Timing], key: str, timing: Timing) -> None:
+    timings[key] = Timing.merged([timings[key], timing]) if key in timings else timing
 
 
 def remeasure_noisy(
@@ -256,7 +255,7 @@ def remeasure_noisy(
         if not noisy:
             return []
         for key in tqdm(noisy, desc=f"noisy ones, one more round ({number}/{passes})", disable=not progress):
-            timings[key] = Timing.merged([timings[key], measure(key)])
+            _add_round(timings, key, measure(key))
             on_update()
     return still_noisy()
 

@@ -208,8 +208,7 @@ class Timing:
 
         def number(key: str, positive: bool) -> float:
             value = data[key]
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or (value <= 0 if positive else value < 0):
+            if not _finite_number(value) or (value <= 0 if positive else value < 0):
                 want = "a finite number > 0" if positive else "a finite number >= 0"
                 raise ValueError(f"{where}: {key} must be {want}, got {value!r}")
             return float(value)
@@ -219,11 +218,15 @@ class Timing:
             raise ValueError(f"{where}: n must be a run count >= 1, got {n!r}")
         min_ms = number("min_ms", True) if data.get("min_ms") is not None else None
         rounds = data.get("round_medians_ms", [])
-        valid = isinstance(rounds, list) and len(rounds) != 1 and all(
-            isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m) and m > 0 for m in rounds)
+        valid = isinstance(rounds, list) and len(rounds) != 1 and all(_finite_number(m) and m > 0 for m in rounds)
         if not valid:
-            raise ValueError(f"{where}: round_medians_ms must be a list of two or more finite numbers > 0, got {rounds!r}")
+            raise ValueError(
+                f"{where}: round_medians_ms must be a list of two or more finite numbers > 0, got {rounds!r}")
         return cls(number("median_ms", True), number("iqr_ms", False), n, number("cv", False), min_ms, tuple(rounds))
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _run_count(per_run_s: float, settings: TimingSettings) -> int:

@@ -320,11 +320,12 @@ def test_rounds_go_over_all_keys_before_any_key_is_measured_again():
         return Timing(float(len(calls)), 0.0, 10, 0.0)
 
     timings = {"b": Timing(5.0, 0.0, 10, 0.0, None, (5.0, 6.0))}  # a resumed file: b has two rounds already
-    measured = measure_in_rounds(timings, ["a", "b", "c"], measure, 3, "test", "sig", progress=False)
+    no_noise_test = TimingSettings(rounds=3, max_error=None)
+    measured = measure_in_rounds(timings, ["a", "b", "c"], measure, no_noise_test, "test", "sig", progress=False)
     assert calls == ["a", "c", "a", "c", "a", "b", "c"] and measured == {"a", "b", "c"}
     assert timings["a"].round_medians_ms == (1.0, 3.0, 5.0) and timings["a"].median_ms == 1.0
     assert timings["b"].round_medians_ms == (5.0, 6.0, 6.0) and timings["b"].median_ms == 5.0
-    assert measure_in_rounds(timings, ["a", "b", "c"], measure, 3, "test", "sig", progress=False) == set()
+    assert measure_in_rounds(timings, ["a", "b", "c"], measure, no_noise_test, "test", "sig", progress=False) == set()
 
 
 def test_noise_that_would_give_a_negative_slope_falls_back_to_a_proportional_fit():
