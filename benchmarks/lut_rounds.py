@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"expected --repeats >= 2, --rounds >= 2 and --min-time > 0, "
                      f"got {args.repeats}, {args.rounds} and {args.min_time}")
 
+    if args.out:  # the LUTs it writes must not replace files of the user's
+        taken = [path for name in ("one-round", "rounds") for repeat in range(args.repeats)
+                 for path in Path(args.out).glob(f"{name}-{repeat}*") if path.exists()]
+        if taken:
+            parser.error(f"--out {args.out} already holds {taken[0].name}; give an empty or new folder")
+
     from latency.backends import BackendConfig
     from latency.lut import Lut
     from latency.profile import profile_items, profile_space

@@ -46,3 +46,12 @@ def test_a_tiny_run_reports_both_methods(tmp_path, capsys):
     for method in out["methods"].values():
         assert len(method["profiles"]) == 2 and len(method["entries_disagree"]) == 1
         assert {"wall_s", "noisy", "calibration_loo_mape", "validation_mape", "noise_floor_mape"} <= set(method["profiles"][0])
+
+
+def test_an_out_folder_holding_its_files_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "rounds-1.json").write_text("{}")  # a LUT of an earlier run
+    with pytest.raises(SystemExit) as stopped:
+        lut_rounds.main(["--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert f"--out {tmp_path} already holds rounds-1.json; give an empty or new folder" in capsys.readouterr().err
+    assert (tmp_path / "rounds-1.json").read_text() == "{}"
